@@ -1,0 +1,127 @@
+"""The demo catalogue as one instance of a generic :class:`etl_core.Source`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from etl_core import Source
+
+metadata = MetaData()
+
+brands = Table(
+    "brands", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("country", Text),
+    Column("updated_at", DateTime(timezone=True)),
+)
+categories = Table(
+    "categories", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("parent_id", Integer),
+    Column("updated_at", DateTime(timezone=True)),
+)
+products = Table(
+    "products", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("sku", Text, nullable=False),
+    Column("name", Text),
+    Column("description", Text),
+    Column("brand_id", Integer, ForeignKey("brands.id")),
+    Column("price_cents", Integer),
+    Column("currency", Text, nullable=False),
+    Column("stock", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+)
+product_categories = Table(
+    "product_categories", metadata,
+    Column("product_id", BigInteger, ForeignKey("products.id"), primary_key=True),
+    Column("category_id", Integer, ForeignKey("categories.id"), primary_key=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One catalogue row: a product with its brand and categories joined in."""
+
+    id: int
+    sku: str
+    name: str | None
+    description: str | None
+    price_cents: int | None
+    currency: str
+    stock: int
+    brand: str | None
+    brand_country: str | None
+    categories: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+# Categories as a correlated scalar subquery (not a GROUP BY) so PostgreSQL can push the keyset
+# predicate down to products' (updated_at, id) index and stop after LIMIT rows.
+_categories = (
+    select(
+        func.coalesce(
+            func.jsonb_agg(
+                aggregate_order_by(
+                    func.jsonb_build_object(
+                        literal_column("'id'"), categories.c.id,
+                        literal_column("'name'"), categories.c.name,
+                    ),
+                    categories.c.name,
+                )
+            ),
+            literal_column("'[]'::jsonb"),
+        )
+    )
+    .select_from(product_categories.join(categories))
+    .where(product_categories.c.product_id == products.c.id)
+    .scalar_subquery()
+)
+
+catalogue_select = select(
+    products.c.id,
+    products.c.sku,
+    products.c.name,
+    products.c.description,
+    products.c.price_cents,
+    products.c.currency,
+    products.c.stock,
+    brands.c.name.label("brand"),
+    brands.c.country.label("brand_country"),
+    _categories.label("categories"),
+    products.c.created_at,
+    products.c.updated_at,
+    products.c.deleted_at,
+).select_from(products.outerjoin(brands, brands.c.id == products.c.brand_id))
+
+CATALOGUE = Source(
+    name="catalogue",
+    selectable=catalogue_select,
+    record_type=Product,
+    key="id",
+    changed="updated_at",
+    deleted="deleted_at",
+)

@@ -1,0 +1,142 @@
+"""Three index versions of the catalogue that show real schema evolution.
+
+* ``v1`` flat: one document per product, categories as keywords, price in cents.
+* ``v2`` reshaped: ``name`` renamed to ``title``, price split into ``{amount, currency}``, brand
+  split into ``{name, country}``, categories nested, an English-stopwords analyzer, strict mapping,
+  and a tighter ``stock`` type (``short``) — a product with more stock than that is a dead letter of
+  v2 only.
+* ``v3`` a predicate: only products in stock, as a compact document for a storefront.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalogue.source import Product
+from etl_core import IndexVersion
+
+
+class MissingField(ValueError):
+    """A required column is NULL: the row becomes a dead letter with this reason."""
+
+
+def _required(product: Product, field: str) -> Any:
+    value = getattr(product, field)
+    if value is None:
+        raise MissingField(f"{field} is NULL in product {product.id}; a document needs it")
+    return value
+
+
+def v1_document(p: Product) -> dict[str, Any]:
+    return {
+        "sku": p.sku,
+        "name": _required(p, "name"),
+        "description": p.description,
+        "brand": p.brand,
+        "price_cents": p.price_cents,
+        "currency": p.currency,
+        "stock": p.stock,
+        "categories": [c["name"] for c in p.categories],
+        "updated_at": p.updated_at.isoformat(),
+    }
+
+
+def v2_document(p: Product) -> dict[str, Any]:
+    return {
+        "sku": p.sku,
+        "title": _required(p, "name"),
+        "description": p.description,
+        "brand": {"name": p.brand, "country": p.brand_country},
+        "price": {
+            "amount": None if p.price_cents is None else p.price_cents / 100,
+            "currency": p.currency,
+        },
+        "stock": p.stock,
+        "categories": [{"id": c["id"], "name": c["name"]} for c in p.categories],
+        "created_at": p.created_at.isoformat(),
+        "updated_at": p.updated_at.isoformat(),
+    }
+
+
+def v3_document(p: Product) -> dict[str, Any]:
+    return {
+        "title": _required(p, "name"),
+        "brand": p.brand,
+        "price": None if p.price_cents is None else p.price_cents / 100,
+        "categories": [c["name"] for c in p.categories],
+    }
+
+
+def in_stock(p: Product) -> bool:
+    return p.stock > 0
+
+
+V1: IndexVersion[Product] = IndexVersion(
+    key="v1",
+    index="products_v1",
+    transform=v1_document,
+    needs=frozenset({"sku", "name", "description", "brand", "price_cents", "currency", "stock",
+                     "categories", "updated_at"}),
+    mappings={
+        "properties": {
+            "sku": {"type": "keyword"},
+            "name": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}},
+            "description": {"type": "text"},
+            "brand": {"type": "keyword"},
+            "price_cents": {"type": "integer"},
+            "currency": {"type": "keyword"},
+            "stock": {"type": "integer"},
+            "categories": {"type": "keyword"},
+            "updated_at": {"type": "date"},
+        }
+    },
+    settings={"index": {"number_of_shards": 1}},
+)
+
+V2: IndexVersion[Product] = IndexVersion(
+    key="v2",
+    index="products_v2",
+    transform=v2_document,
+    needs=frozenset({"sku", "name", "description", "brand", "brand_country", "price_cents",
+                     "currency", "stock", "categories", "created_at", "updated_at"}),
+    mappings={
+        "dynamic": "strict",
+        "properties": {
+            "sku": {"type": "keyword"},
+            "title": {"type": "text", "analyzer": "english_stop",
+                      "fields": {"raw": {"type": "keyword", "ignore_above": 256}}},
+            "description": {"type": "text", "analyzer": "english_stop"},
+            "brand": {"properties": {"name": {"type": "keyword"}, "country": {"type": "keyword"}}},
+            "price": {"properties": {"amount": {"type": "double"},
+                                     "currency": {"type": "keyword"}}},
+            "stock": {"type": "short"},
+            "categories": {"type": "nested",
+                           "properties": {"id": {"type": "integer"}, "name": {"type": "keyword"}}},
+            "created_at": {"type": "date"},
+            "updated_at": {"type": "date"},
+        },
+    },
+    settings={
+        "index": {"number_of_shards": 1},
+        "analysis": {"analyzer": {"english_stop": {"type": "standard", "stopwords": "_english_"}}},
+    },
+)
+
+V3: IndexVersion[Product] = IndexVersion(
+    key="v3",
+    index="products_v3",
+    transform=v3_document,
+    predicate=in_stock,
+    needs=frozenset({"name", "brand", "price_cents", "categories", "stock"}),
+    mappings={
+        "properties": {
+            "title": {"type": "text"},
+            "brand": {"type": "keyword"},
+            "price": {"type": "double"},
+            "categories": {"type": "keyword"},
+        }
+    },
+    settings={"index": {"number_of_shards": 1}},
+)
+
+VERSIONS: tuple[IndexVersion[Product], ...] = (V1, V2, V3)

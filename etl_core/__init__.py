@@ -1,0 +1,34 @@
+"""Framework-free core: keep several OpenSearch index versions in sync with one PostgreSQL source.
+
+No Dagster here, ever: the orchestration layer wraps these functions and protocols.
+"""
+
+from etl_core.cursor import Cursor
+from etl_core.errors import ConfigError, EtlError, ServiceUnavailable, SinkUnavailable, SourceUnavailable
+from etl_core.extract import Extractor
+from etl_core.pipeline import SyncResult, sync
+from etl_core.sink import OpenSearchSink, make_client
+from etl_core.source import Source
+from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+from etl_core.versions import IndexVersion, Lifecycle, validate_versions
+
+__all__ = [
+    "ConfigError",
+    "Cursor",
+    "EtlError",
+    "Extractor",
+    "IndexVersion",
+    "Lifecycle",
+    "OpenSearchSink",
+    "PostgresCursorStore",
+    "PostgresDeadLetterStore",
+    "ServiceUnavailable",
+    "SinkUnavailable",
+    "Source",
+    "SourceUnavailable",
+    "StateSchema",
+    "SyncResult",
+    "make_client",
+    "sync",
+    "validate_versions",
+]

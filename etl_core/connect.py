@@ -1,0 +1,60 @@
+"""Wiring: from :class:`Settings` to the engines, client and stores one sync needs.
+
+The CLI, the tests and the Dagster resources all build the same objects the same way here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from opensearchpy import OpenSearch
+from sqlalchemy import Engine
+
+from etl_core.extract import Extractor
+from etl_core.retry import DEFAULT_BACKOFF, Backoff
+from etl_core.settings import Settings, make_engine
+from etl_core.sink import OpenSearchSink, make_client
+from etl_core.source import Source
+from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+
+R = TypeVar("R")
+
+
+@dataclass
+class Connections:
+    settings: Settings
+    backoff: Backoff = DEFAULT_BACKOFF
+    source_engine: Engine = field(init=False)
+    state_engine: Engine = field(init=False)
+    client: OpenSearch = field(init=False)
+    state: StateSchema = field(init=False)
+    sink: OpenSearchSink = field(init=False)
+    dead_letters: PostgresDeadLetterStore = field(init=False)
+    cursors: PostgresCursorStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.source_engine = make_engine(s.source_url)
+        self.state_engine = (
+            self.source_engine if s.state_url == s.source_url else make_engine(s.state_url)
+        )
+        self.client = make_client(
+            s.opensearch_url, user=s.opensearch_user, password=s.opensearch_password,
+            verify_certs=s.opensearch_verify_certs, ca_certs=s.opensearch_ca_certs,
+        )
+        self.state = StateSchema(self.state_engine, s.state_schema)
+        self.sink = OpenSearchSink(self.client, max_chunk_bytes=s.bulk_max_bytes,
+                                   backoff=self.backoff, describe=f"OpenSearch at {s.opensearch_url}")
+        self.dead_letters = PostgresDeadLetterStore(self.state)
+        self.cursors = PostgresCursorStore(self.state)
+
+    def extractor(self, source: Source[R], **kwargs: Any) -> Extractor[R]:
+        kwargs.setdefault("page_size", self.settings.page_size)
+        kwargs.setdefault("backoff", self.backoff)
+        return Extractor(self.source_engine, source, **kwargs)
+
+    def close(self) -> None:
+        self.source_engine.dispose()
+        self.state_engine.dispose()
+        self.client.close()

@@ -1,0 +1,23 @@
+"""The project's own exceptions: every error a user can cause names the thing and the fix."""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Base class, so callers (and Dagster) can tell our failures from bugs."""
+
+
+class ConfigError(EtlError):
+    """A source, version or setting is wrong. Raised at load time, before anything is written."""
+
+
+class ServiceUnavailable(EtlError):
+    """A service did not answer within its retry budget. No cursor was moved."""
+
+
+class SourceUnavailable(ServiceUnavailable):
+    """PostgreSQL could not be read."""
+
+
+class SinkUnavailable(ServiceUnavailable):
+    """OpenSearch could not be written."""

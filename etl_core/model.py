@@ -1,0 +1,101 @@
+"""The values that flow between stages. Small, immutable, and cheap to build per row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+from etl_core.cursor import Cursor
+
+R = TypeVar("R")
+
+
+class Change(NamedTuple, Generic[R]):
+    """One normalised source row: its place in the change order, whether it is deleted, the DTO."""
+
+    position: Cursor
+    deleted: bool
+    record: R
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    """The records of one keyset query: the unit of extraction and of checkpointing."""
+
+    number: int
+    changes: Sequence[Change[R]]
+
+    @property
+    def last(self) -> Cursor:
+        return self.changes[-1].position
+
+
+class Action(NamedTuple):
+    """One bulk operation. ``body`` is the document already serialised (orjson), or None."""
+
+    version: str
+    index_name: str
+    op: Literal["index", "delete"]
+    id: str
+    external_version: int
+    body: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record one version could not index, with the reason. Durable and replayable."""
+
+    version: str
+    key: str
+    reason: str
+    changed_at: datetime | None
+    payload: Mapping[str, Any] | None
+
+
+class Outcome(NamedTuple):
+    """What OpenSearch said about one action, already classified."""
+
+    action: Action
+    status: Literal["indexed", "deleted", "stale", "failed"]
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class VersionBatch:
+    """One version's share of one page: actions to send, and records that failed to transform."""
+
+    version: str
+    start: Cursor | None
+    actions: list[Action] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    indexed: int = 0
+    deleted: int = 0
+    stale: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedPage(Generic[R]):
+    page: Page[R]
+    batches: Mapping[str, VersionBatch]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionProgress:
+    """Per version per page: the new cursor and what happened, after OpenSearch acknowledged."""
+
+    version: str
+    cursor: Cursor | None
+    indexed: int
+    deleted: int
+    stale: int
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageProgress:
+    number: int
+    rows: int
+    last: Cursor
+    versions: Mapping[str, VersionProgress]

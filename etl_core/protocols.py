@@ -1,0 +1,42 @@
+"""The small interfaces state and side effects hide behind, so each stage can be tested alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from etl_core.cursor import Cursor
+from etl_core.model import Action, DeadLetter, Outcome
+from etl_core.versions import IndexVersion
+
+A = TypeVar("A", contravariant=True)
+B = TypeVar("B", covariant=True)
+
+
+class Stage(Protocol[A, B]):
+    """A pipeline stage: a generator function from one stream to the next."""
+
+    def __call__(self, items: Iterator[A], /) -> Iterator[B]: ...
+
+
+class CursorStore(Protocol):
+    """Where each version's cursor lives between runs. ``save`` must merge, never go back."""
+
+    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]: ...
+
+    def save(self, cursors: Mapping[str, Cursor]) -> None: ...
+
+
+class DeadLetterStore(Protocol):
+    def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class Sink(Protocol):
+    """The search side. ``write`` returns one classified outcome per action, or raises
+    :class:`~etl_core.errors.SinkUnavailable` once its retry budget is spent."""
+
+    def ensure_index(self, version: IndexVersion[Any]) -> bool: ...
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]: ...
+
+    def finish_backfill(self, version: IndexVersion[Any]) -> None: ...

@@ -1,0 +1,79 @@
+"""Fan-out: one page, every version in the lane. Filter by cursor and predicate, then transform.
+
+Pure apart from serialisation: no I/O here, so adding a version adds CPU work and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from etl_core.cursor import Cursor, external_version
+from etl_core.model import Action, DeadLetter, Page, RoutedPage, VersionBatch
+from etl_core.versions import IndexVersion
+
+R = TypeVar("R")
+
+
+def _json_default(value: Any) -> Any:
+    # Decimal, UUID and friends: a transform should return JSON types, but a string is a faithful
+    # fallback for the few that orjson leaves out.
+    return str(value)
+
+
+def serialise(document: Mapping[str, Any]) -> str:
+    return orjson.dumps(document, default=_json_default).decode()
+
+
+def route_page(
+    page: Page[R],
+    versions: Sequence[IndexVersion[R]],
+    starts: Mapping[str, Cursor | None],
+    payload_of: Callable[[R], Mapping[str, Any]],
+) -> RoutedPage[R]:
+    """Each version gets the records strictly after its own cursor: a version that is ahead
+    skips what it has already acknowledged; a record its predicate rejects becomes a delete (it may
+    have matched before)."""
+    batches: dict[str, VersionBatch] = {}
+    for version in versions:
+        start = starts.get(version.key)
+        batch = VersionBatch(version.key, start)
+        append = batch.actions.append
+        for position, deleted, record in page.changes:
+            if start is not None and position <= start:
+                continue
+            doc_id = str(position.key)
+            ext = external_version(position.changed_at)
+            if deleted or not version.wants(record):
+                append(Action(version.key, version.index, "delete", doc_id, ext, None))
+                continue
+            try:
+                body = serialise(version.transform(record))
+            except Exception as exc:  # a bad row must not stop the page: it becomes a letter
+                batch.dead_letters.append(
+                    DeadLetter(
+                        version.key,
+                        doc_id,
+                        f"transform: {type(exc).__name__}: {exc}",
+                        position.changed_at,
+                        payload_of(record),
+                    )
+                )
+                continue
+            append(Action(version.key, version.index, "index", doc_id, ext, body))
+        batches[version.key] = batch
+    return RoutedPage(page, batches)
+
+
+def route(
+    versions: Sequence[IndexVersion[R]],
+    starts: Mapping[str, Cursor | None],
+    payload_of: Callable[[R], Mapping[str, Any]],
+) -> Callable[[Iterator[Page[R]]], Iterator[RoutedPage[R]]]:
+    def stage(pages: Iterator[Page[R]]) -> Iterator[RoutedPage[R]]:
+        for page in pages:
+            yield route_page(page, versions, starts, payload_of)
+
+    return stage

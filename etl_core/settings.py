@@ -1,0 +1,96 @@
+"""Connection settings from the environment. Secrets never leave this object in clear text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from etl_core.errors import ConfigError
+
+
+def _url(env: Mapping[str, str], name: str, fallback: str | None = None) -> URL:
+    raw = env.get(name) or (env.get(fallback) if fallback else None)
+    if not raw:
+        raise ConfigError(
+            f"{name} is not set: export {name}=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB "
+            "(scripts/services.sh env prints the local one)"
+        )
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"{name} is not a database URL; expected postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(f"{name} must point at PostgreSQL (postgresql+psycopg://...)")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    source_url: URL
+    state_url: URL
+    opensearch_url: str
+    opensearch_user: str | None = None
+    opensearch_password: str | None = field(default=None, repr=False)
+    opensearch_ca_certs: str | None = None
+    opensearch_verify_certs: bool = True
+    page_size: int = 1000
+    bulk_max_bytes: int = 5 * 1024 * 1024
+    state_schema: str = "etl_state"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        os_url = env.get("OPENSEARCH_URL") or ""
+        if not os_url:
+            raise ConfigError("OPENSEARCH_URL is not set: export OPENSEARCH_URL=http://HOST:9200")
+        parts = urlsplit(os_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"OPENSEARCH_URL must look like http(s)://HOST:PORT, got {parts.scheme}://…")
+        if parts.password:
+            raise ConfigError("OPENSEARCH_URL must not carry a password: set OPENSEARCH_PASSWORD instead")
+        schema = env.get("ETL_STATE_SCHEMA", "etl_state")
+        return cls(
+            source_url=_url(env, "SOURCE_DATABASE_URL"),
+            state_url=_url(env, "STATE_DATABASE_URL", fallback="SOURCE_DATABASE_URL"),
+            opensearch_url=os_url,
+            opensearch_user=env.get("OPENSEARCH_USER") or None,
+            opensearch_password=env.get("OPENSEARCH_PASSWORD") or None,
+            opensearch_ca_certs=env.get("OPENSEARCH_CA_CERTS") or None,
+            opensearch_verify_certs=env.get("OPENSEARCH_VERIFY_CERTS", "true").lower() != "false",
+            page_size=_int(env, "ETL_PAGE_SIZE", 1000),
+            bulk_max_bytes=_int(env, "ETL_BULK_MAX_BYTES", 5 * 1024 * 1024),
+            state_schema=schema,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(source={self.source_url.render_as_string(hide_password=True)}, "
+            f"state={self.state_url.render_as_string(hide_password=True)}, "
+            f"opensearch={self.opensearch_url}, page_size={self.page_size})"
+        )
+
+
+def make_engine(url: URL, **kwargs: object) -> Engine:
+    """``hide_parameters`` keeps row values (and anything secret in them) out of error messages."""
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)

@@ -1,0 +1,239 @@
+"""The OpenSearch sink: index management and ``_bulk`` with external versions and backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import RequestError, TransportError
+from opensearchpy.serializer import JSONSerializer
+
+from etl_core.errors import ConfigError, SinkUnavailable
+from etl_core.logs import event
+from etl_core.model import Action, Outcome
+from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from etl_core.versions import BACKFILL_SETTINGS, IndexVersion
+
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class OrjsonSerializer(JSONSerializer):
+    """orjson for the bulk metadata lines; bodies arrive pre-serialised and pass through."""
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return data
+        return orjson.dumps(data, default=self.default).decode()
+
+    def loads(self, s: str) -> Any:
+        return orjson.loads(s)
+
+
+def make_client(
+    url: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    verify_certs: bool = True,
+    ca_certs: str | None = None,
+    timeout: float = 30.0,
+) -> OpenSearch:
+    """A client whose own transport does not retry: :class:`OpenSearchSink` retries with backoff
+    instead, so the retry budget is one number, not two multiplied."""
+    auth = (user, password) if user and password else None
+    return OpenSearch(
+        hosts=[url],
+        http_auth=auth,
+        verify_certs=verify_certs,
+        ca_certs=ca_certs,
+        ssl_show_warn=False,
+        timeout=timeout,
+        max_retries=0,
+        retry_on_timeout=False,
+        serializer=OrjsonSerializer(),
+        http_compress=False,
+    )
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OSConnectionError):
+        return True
+    return isinstance(exc, TransportError) and exc.status_code in _TRANSIENT_STATUS
+
+
+class _RetryableItems(Exception):
+    """Some items came back 429/5xx after the helper's own 429 retries: retry just those."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"bulk items answered {status}")
+        self.status_code = status
+
+
+def _expand(action: Action) -> tuple[dict[str, Any], str | None]:
+    meta = {
+        "_index": action.index_name,
+        "_id": action.id,
+        "version": action.external_version,
+        "version_type": "external_gte",
+    }
+    return {action.op: meta}, action.body
+
+
+def _classify(action: Action, ok: bool, item: dict[str, Any]) -> Outcome | int:
+    """An outcome, or the HTTP status when the item is worth retrying."""
+    status = int(item.get("status", 500))
+    if ok:
+        return Outcome(action, "deleted" if action.op == "delete" else "indexed")
+    if status == 409:
+        return Outcome(action, "stale")  # external_gte refused an older write: by design
+    if action.op == "delete" and status == 404:
+        return Outcome(action, "deleted")  # nothing to delete is what a delete wants
+    if status in _TRANSIENT_STATUS:
+        return status
+    error = item.get("error") or {}
+    if isinstance(error, dict):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            reason += f" (caused by {cause.get('type')}: {cause['reason']})"
+    else:
+        reason = str(error)
+    return Outcome(action, "failed", f"opensearch {status} {reason}"[:2000])
+
+
+class OpenSearchSink:
+    def __init__(
+        self,
+        client: OpenSearch,
+        *,
+        max_chunk_bytes: int = 5 * 1024 * 1024,
+        chunk_size: int = 5000,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        describe: str = "OpenSearch",
+    ) -> None:
+        self.client = client
+        self.max_chunk_bytes = max_chunk_bytes
+        self.chunk_size = chunk_size
+        self.backoff = backoff
+        self.describe = describe  # a URL without credentials, for messages
+        self.requests = 0
+
+    def _call(self, what: str, fn: Any) -> Any:
+        def log_retry(attempt: int, delay: float, exc: BaseException) -> None:
+            event(
+                "sink_retry",
+                what=what,
+                attempt=attempt,
+                delay_s=round(delay, 2),
+                error=type(exc).__name__,
+                status=getattr(exc, "status_code", None),
+            )
+
+        try:
+            return call_with_retry(fn, retry_on=_transient_or_items, backoff=self.backoff, on_retry=log_retry)
+        except (TransportError, _RetryableItems) as exc:
+            if not _transient_or_items(exc):
+                raise
+            raise SinkUnavailable(
+                f"{self.describe} did not accept {what} after {self.backoff.attempts} attempts "
+                f"({type(exc).__name__}, status {getattr(exc, 'status_code', 'n/a')}). Check that "
+                "the node is up and OPENSEARCH_URL points at it; no cursor was moved."
+            ) from None
+
+    def ensure_index(self, version: IndexVersion[Any]) -> bool:
+        """Create the version's index if missing (idempotent); new indices start in backfill mode."""
+
+        def create() -> bool:
+            if self.client.indices.exists(index=version.index):
+                return False
+            settings = {
+                **version.settings,
+                "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
+            }
+            try:
+                self.client.indices.create(
+                    index=version.index, body={"settings": settings, "mappings": version.mappings}
+                )
+            except RequestError as exc:
+                if exc.error == "resource_already_exists_exception":
+                    return False
+                raise ConfigError(
+                    f"version {version.key!r}: OpenSearch refused index {version.index!r}: "
+                    f"{exc.error}: {_reason(exc)}. Fix the version's mappings or settings."
+                ) from None
+            event("index_created", version=version.key, index=version.index)
+            return True
+
+        return bool(self._call(f"creating index {version.index}", create))
+
+    def finish_backfill(self, version: IndexVersion[Any]) -> None:
+        """Restore serving settings (refresh, replicas) if the backfill ones are still on, and
+        refresh so that what was just loaded is searchable."""
+
+        def restore() -> None:
+            wanted = version.serving_settings
+            current = self.client.indices.get_settings(index=version.index)
+            index = current[version.index]["settings"]["index"]
+            if (
+                index.get("refresh_interval") != wanted["refresh_interval"]
+                or int(index.get("number_of_replicas", 1)) != wanted["number_of_replicas"]
+            ):
+                self.client.indices.put_settings(index=version.index, body={"index": wanted})
+                event("backfill_finished", version=version.key, index=version.index, **wanted)
+            self.client.indices.refresh(index=version.index)
+
+        self._call(f"settings of {version.index}", restore)
+
+    def refresh(self, indices: Sequence[str]) -> None:
+        self._call("refresh", lambda: self.client.indices.refresh(index=",".join(indices)))
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        """One bulk stream for all actions; an outcome per action, in no fixed order.
+
+        Retries resend only what has no final answer yet (429/5xx items, or everything after a
+        connection drop); external versions make a resend harmless either way.
+        """
+        outcomes: list[Outcome] = []
+        pending = {(a.index_name, a.id): a for a in actions}
+
+        def attempt() -> None:
+            self.requests += 1
+            status = 0
+            for ok, info in helpers.streaming_bulk(
+                self.client,
+                list(pending.values()),
+                chunk_size=self.chunk_size,
+                max_chunk_bytes=self.max_chunk_bytes,
+                expand_action_callback=_expand,
+                raise_on_error=False,
+                raise_on_exception=True,
+                max_retries=2,
+                initial_backoff=1,
+                max_backoff=10,
+            ):
+                item = next(iter(info.values()))
+                key = (item["_index"], item["_id"])
+                result = _classify(pending[key], ok, item)
+                if isinstance(result, int):
+                    status = result  # stays pending
+                else:
+                    outcomes.append(result)
+                    del pending[key]
+            if pending:
+                raise _RetryableItems(status)
+
+        self._call(f"a bulk of {len(actions)} actions", attempt)
+        return outcomes
+
+
+def _transient_or_items(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableItems) or _transient(exc)
+
+
+def _reason(exc: TransportError) -> str:
+    info = exc.info if isinstance(exc.info, dict) else {}
+    err = info.get("error", {})
+    return str(err.get("reason", exc.error)) if isinstance(err, dict) else str(err)

@@ -1,0 +1,129 @@
+"""A source: any SQLAlchemy Core selectable that yields one row per document.
+
+The catalogue is one instance of this, not a special case. The source knows which column is the
+document key, which is the change column that orders changes, and (optionally) which column marks a
+soft delete. It builds the two statements the pipeline ever sends: the high watermark and the
+keyset page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select, text, tuple_
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
+
+from etl_core.cursor import Cursor
+from etl_core.errors import ConfigError
+
+R = TypeVar("R")
+
+# In-flight transactions stamp rows with their *start* time (``now()``), so nothing that is still
+# running can commit below the oldest running transaction's start. Our own session is excluded,
+# and so are sessions of other databases: they cannot write this source's tables.
+WATERMARK_SQL = text(
+    """
+    SELECT least(now(), min(xact_start)) - make_interval(secs => :lag) AS watermark, now() AS now
+    FROM pg_stat_activity
+    WHERE datname = current_database()
+      AND pid <> pg_backend_pid()
+      AND xact_start IS NOT NULL
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source(Generic[R]):
+    """One row per document: ``record_type`` is the frozen, slotted DTO a row becomes.
+
+    ``record_type``'s fields must be a subset of the selectable's columns; it is built positionally
+    from exactly those columns, in the dataclass's field order, which is why the page statement
+    selects them in that order.
+    """
+
+    name: str
+    selectable: Select[Any]
+    record_type: type[R]
+    key: str
+    changed: str
+    deleted: str | None = None
+    _fields: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not dataclasses.is_dataclass(self.record_type):
+            raise ConfigError(
+                f"source {self.name!r}: record_type {self.record_type!r} must be a dataclass "
+                "(declare it with @dataclass(frozen=True, slots=True))"
+            )
+        params = getattr(self.record_type, "__dataclass_params__", None)
+        if params is None or not params.frozen or not hasattr(self.record_type, "__slots__"):
+            raise ConfigError(
+                f"source {self.name!r}: record_type {self.record_type.__name__} must be frozen "
+                "and slotted: @dataclass(frozen=True, slots=True)"
+            )
+        fields = tuple(f.name for f in dataclasses.fields(self.record_type))
+        columns = set(self.selectable.selected_columns.keys())
+        for role, column in (
+            ("key", self.key),
+            ("changed", self.changed),
+            ("deleted", self.deleted),
+        ):
+            if column is not None and column not in columns:
+                raise ConfigError(
+                    f"source {self.name!r}: {role} column {column!r} is not selected; "
+                    f"selected columns are {sorted(columns)}"
+                )
+            if column is not None and column not in fields:
+                raise ConfigError(
+                    f"source {self.name!r}: {role} column {column!r} is not a field of "
+                    f"{self.record_type.__name__}; add it to the record type"
+                )
+        missing = [f for f in fields if f not in columns]
+        if missing:
+            raise ConfigError(
+                f"source {self.name!r}: {self.record_type.__name__} needs columns {missing} that "
+                f"the selectable does not select; add them to the select or drop the fields"
+            )
+        object.__setattr__(self, "_fields", fields)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self._fields
+
+    def position_getter(self) -> Callable[[R], Cursor]:
+        get = attrgetter(self.changed, self.key)
+        return lambda record: Cursor._make(get(record))
+
+    def deleted_getter(self) -> Callable[[R], bool]:
+        if self.deleted is None:
+            return lambda record: False
+        get = attrgetter(self.deleted)
+        # A soft-delete column may be a flag or a timestamp; either way "set" means deleted.
+        return lambda record: bool(get(record))
+
+    def _subquery(self) -> Subquery:
+        return self.selectable.subquery(f"{self.name}_src")
+
+    def page_statement(self, after: Cursor | None, below: datetime, limit: int) -> Select[Any]:
+        """The one statement per page: keyset on ``(changed, key)``, bounded by the watermark."""
+        src = self._subquery()
+        changed, key = src.c[self.changed], src.c[self.key]
+        where: list[ColumnElement[bool]] = [changed < below]
+        if after is not None:
+            where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
+        return select(*(src.c[f] for f in self._fields)).where(*where).order_by(changed, key).limit(limit)
+
+    def head_statement(self) -> Select[Any, int]:
+        """Newest change position and row count: for lag metrics, not for extraction."""
+        src = self._subquery()
+        return select(func.max(src.c[self.changed]), func.count())
+
+    def record_to_json(self, record: R) -> Mapping[str, Any]:
+        """A record as a plain mapping, for dead-letter payloads."""
+        return {f: getattr(record, f) for f in self._fields}

@@ -1,0 +1,165 @@
+"""PostgreSQL-backed state: dead letters and cursors, in the project's own schema.
+
+The state schema may live in the source database or elsewhere (``STATE_DATABASE_URL``); the
+extraction role needs no write access to the source tables either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.schema import CreateSchema
+
+from etl_core.cursor import Cursor
+from etl_core.model import DeadLetter
+
+
+def _tables(schema: str) -> tuple[MetaData, Table, Table]:
+    meta = MetaData(schema=schema)
+    dead = Table(
+        "dead_letters",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("version", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("changed_at", DateTime(timezone=True)),
+        Column("reason", Text, nullable=False),
+        Column("payload", JSONB),
+        Column("attempts", Integer, nullable=False, server_default="1"),
+        Column("first_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("last_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("resolved_at", DateTime(timezone=True)),
+    )
+    Index(
+        "dead_letters_open",
+        dead.c.version,
+        dead.c.key,
+        unique=True,
+        postgresql_where=dead.c.resolved_at.is_(None),
+    )
+    cursors = Table(
+        "cursors",
+        meta,
+        Column("version", Text, primary_key=True),
+        Column("changed_at", DateTime(timezone=True), nullable=False),
+        Column("key", JSONB, nullable=False),
+        Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    return meta, dead, cursors
+
+
+class StateSchema:
+    """Creates (idempotently) and names the state tables."""
+
+    def __init__(self, engine: Engine, schema: str = "etl_state") -> None:
+        self.engine = engine
+        self.schema = schema
+        self.meta, self.dead_letters, self.cursors = _tables(schema)
+
+    def create(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(CreateSchema(self.schema, if_not_exists=True))
+            self.meta.create_all(conn, checkfirst=True)
+
+
+def _payload(payload: Mapping[str, Any] | None) -> Any:
+    # Round-trip through orjson: datetimes and decimals become JSON the database accepts.
+    return None if payload is None else orjson.loads(orjson.dumps(payload, default=str))
+
+
+class PostgresDeadLetterStore:
+    """One open letter per (version, key): a repeat failure bumps ``attempts`` and the reason."""
+
+    def __init__(self, state: StateSchema) -> None:
+        self.state = state
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        table = self.state.dead_letters
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.version, table.c.key],
+            index_where=table.c.resolved_at.is_(None),
+            set_={
+                "reason": stmt.excluded.reason,
+                "payload": stmt.excluded.payload,
+                "changed_at": stmt.excluded.changed_at,
+                "attempts": table.c.attempts + 1,
+                "last_failed_at": func.now(),
+            },
+        )
+        rows = [
+            {
+                "version": d.version,
+                "key": d.key,
+                "changed_at": d.changed_at,
+                "reason": d.reason,
+                "payload": _payload(d.payload),
+            }
+            for d in letters
+        ]
+        with self.state.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def open_letters(self, version: str | None = None) -> list[dict[str, Any]]:
+        table = self.state.dead_letters
+        stmt = select(table).where(table.c.resolved_at.is_(None)).order_by(table.c.version, table.c.key)
+        if version is not None:
+            stmt = stmt.where(table.c.version == version)
+        with self.state.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+class PostgresCursorStore:
+    """Cursors in a table; ``save`` is a monotonic merge done by the database itself, so two
+    writers racing on one version can only ever move it forward."""
+
+    def __init__(self, state: StateSchema) -> None:
+        self.state = state
+
+    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]:
+        wanted = list(versions)
+        table = self.state.cursors
+        found: dict[str, Cursor | None] = dict.fromkeys(wanted)
+        with self.state.engine.connect() as conn:
+            for v, changed_at, key in conn.execute(
+                select(table.c.version, table.c.changed_at, table.c.key).where(table.c.version.in_(wanted))
+            ):
+                found[v] = Cursor(changed_at, key)
+        return found
+
+    def save(self, cursors: Mapping[str, Cursor]) -> None:
+        if not cursors:
+            return
+        table = self.state.cursors
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.version],
+            set_={
+                "changed_at": stmt.excluded.changed_at,
+                "key": stmt.excluded.key,
+                "saved_at": func.now(),
+            },
+            where=tuple_(table.c.changed_at, table.c.key)
+            < tuple_(stmt.excluded.changed_at, stmt.excluded.key),
+        )
+        with self.state.engine.begin() as conn:
+            conn.execute(
+                stmt,
+                [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in cursors.items()],
+            )
