@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rate", type=float, default=20.0, help="changes per second")
     c.add_argument("--seconds", type=float, default=60.0)
     c.add_argument("--seed", type=int, default=7)
-    c.add_argument("--long-share", type=float, default=0.05,
-                   help="share of changes held in a long transaction")
+    c.add_argument(
+        "--long-share", type=float, default=0.05, help="share of changes held in a long transaction"
+    )
     s = sub.add_parser("sync", help="sync the demo versions once and print per-version counts")
     s.add_argument("--versions", default=",".join(v.key for v in VERSIONS))
     args = parser.parse_args(argv)
@@ -48,20 +49,34 @@ def main(argv: list[str] | None = None) -> int:
                     reset(conns.source_engine)
                 print(orjson.dumps(generate(conns.source_engine, args.rows, args.seed)).decode())
             elif args.command == "churn":
-                done = churn(conns.source_engine, rate=args.rate, seconds=args.seconds,
-                             seed=args.seed, long_share=args.long_share)
+                done = churn(
+                    conns.source_engine,
+                    rate=args.rate,
+                    seconds=args.seconds,
+                    seed=args.seed,
+                    long_share=args.long_share,
+                )
                 print(orjson.dumps(dict(done)).decode())
             else:
                 wanted = set(args.versions.split(","))
                 versions = [v for v in VERSIONS if v.key in wanted]
                 conns.state.create()
-                result = sync(versions, extractor=conns.extractor(CATALOGUE), sink=conns.sink,
-                              dead_letters=conns.dead_letters, cursors=conns.cursors)
+                result = sync(
+                    versions,
+                    extractor=conns.extractor(CATALOGUE),
+                    sink=conns.sink,
+                    dead_letters=conns.dead_letters,
+                    cursors=conns.cursors,
+                )
                 for key, t in result.versions.items():
-                    print(f"{key}: indexed={t.indexed} deleted={t.deleted} stale={t.stale} "
-                          f"dead_letters={t.dead_letters} cursor={t.cursor and t.cursor.to_json()}")
-                print(f"pages={result.pages} rows_read={result.rows_read} "
-                      f"statements={result.statements} duration_s={result.duration_s:.2f}")
+                    print(
+                        f"{key}: indexed={t.indexed} deleted={t.deleted} stale={t.stale} "
+                        f"dead_letters={t.dead_letters} cursor={t.cursor and t.cursor.to_json()}"
+                    )
+                print(
+                    f"pages={result.pages} rows_read={result.rows_read} "
+                    f"statements={result.statements} duration_s={result.duration_s:.2f}"
+                )
         finally:
             conns.close()
     except EtlError as exc:

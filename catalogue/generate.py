@@ -23,9 +23,11 @@ WORDS = (
     "quartz raven reef river sage sierra slate solar spruce storm summit tide timber topaz tundra "
     "velvet willow zephyr"
 ).split()
-KINDS = ("jacket boots tent backpack lamp kettle mug stove chair table blanket rope knife "
-         "bottle glove hat scarf sock map compass").split()
-COUNTRIES = ("DE FR IT ES SE NO FI DK NL BE AT CH PL CZ PT IE GB US CA JP").split()
+KINDS = (
+    "jacket boots tent backpack lamp kettle mug stove chair table blanket rope knife "
+    "bottle glove hat scarf sock map compass"
+).split()
+COUNTRIES = "DE FR IT ES SE NO FI DK NL BE AT CH PL CZ PT IE GB US CA JP".split()
 CATEGORY_TREE = {
     "Outdoor": ["Camping", "Climbing", "Hiking", "Water sports"],
     "Home": ["Kitchen", "Lighting", "Furniture", "Textiles"],
@@ -67,12 +69,23 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
         # The link trigger only re-stamps products this very transaction inserts; skip it in bulk.
         conn.exec_driver_sql("ALTER TABLE product_categories DISABLE TRIGGER product_categories_touch")
         with raw.cursor() as cur:
-            with cur.copy("COPY products (id, sku, name, description, brand_id, price_cents, "
-                          "currency, stock) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY products (id, sku, name, description, brand_id, price_cents, "
+                "currency, stock) FROM STDIN"
+            ) as copy:
                 for i in range(first, first + rows):
-                    copy.write_row((i, f"SKU-{seed}-{i:08d}", _name(rng), _description(rng),
-                                    rng.randint(1, n_brands), rng.randint(199, 99_999),
-                                    "EUR", rng.choice((0, 0, *range(1, 500)))))
+                    copy.write_row(
+                        (
+                            i,
+                            f"SKU-{seed}-{i:08d}",
+                            _name(rng),
+                            _description(rng),
+                            rng.randint(1, n_brands),
+                            rng.randint(199, 99_999),
+                            "EUR",
+                            rng.choice((0, 0, *range(1, 500))),
+                        )
+                    )
             with cur.copy("COPY product_categories (product_id, category_id) FROM STDIN") as copy:
                 for i in range(first, first + rows):
                     for c in rng.sample(category_ids, rng.randint(1, 3)):
@@ -85,66 +98,102 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
 def _ensure_brands(conn: Connection, rng: random.Random, n: int) -> int:
     have = int(conn.exec_driver_sql("SELECT count(*) FROM brands").scalar_one())
     for _ in range(have, n):
-        conn.execute(text("INSERT INTO brands (name, country) VALUES (:n, :c)"),
-                     {"n": f"{rng.choice(WORDS).title()}{rng.choice(KINDS).title()}",
-                      "c": rng.choice(COUNTRIES)})
+        conn.execute(
+            text("INSERT INTO brands (name, country) VALUES (:n, :c)"),
+            {"n": f"{rng.choice(WORDS).title()}{rng.choice(KINDS).title()}", "c": rng.choice(COUNTRIES)},
+        )
     return max(have, n)
 
 
 def _ensure_categories(conn: Connection) -> list[int]:
     if not conn.exec_driver_sql("SELECT count(*) FROM categories").scalar_one():
         for parent, children in CATEGORY_TREE.items():
-            pid = conn.execute(text("INSERT INTO categories (name) VALUES (:n) RETURNING id"),
-                               {"n": parent}).scalar_one()
+            pid = conn.execute(
+                text("INSERT INTO categories (name) VALUES (:n) RETURNING id"), {"n": parent}
+            ).scalar_one()
             for child in children:
-                conn.execute(text("INSERT INTO categories (name, parent_id) VALUES (:n, :p)"),
-                             {"n": child, "p": pid})
+                conn.execute(
+                    text("INSERT INTO categories (name, parent_id) VALUES (:n, :p)"), {"n": child, "p": pid}
+                )
     return [int(r[0]) for r in conn.exec_driver_sql("SELECT id FROM categories ORDER BY id")]
 
 
-OPS = (("update", 45), ("insert", 20), ("soft_delete", 8), ("restore", 4), ("hard_delete", 5),
-       ("recategorise", 10), ("rename_brand", 3), ("out_of_stock", 5))
+OPS = (
+    ("update", 45),
+    ("insert", 20),
+    ("soft_delete", 8),
+    ("restore", 4),
+    ("hard_delete", 5),
+    ("recategorise", 10),
+    ("rename_brand", 3),
+    ("out_of_stock", 5),
+)
 
 
 def _one_op(engine: Engine, rng: random.Random, op: str, hold_s: float) -> None:
     with engine.begin() as conn:
         # A random existing product without scanning the table: the first id at a random point.
-        pick = ("(SELECT id FROM products WHERE id >= (SELECT floor(random() * max(id)) "
-                "FROM products) ORDER BY id LIMIT 1)")
+        pick = (
+            "(SELECT id FROM products WHERE id >= (SELECT floor(random() * max(id)) "
+            "FROM products) ORDER BY id LIMIT 1)"
+        )
         if op == "update":
-            conn.execute(text(f"UPDATE products SET price_cents = :p, stock = :s WHERE id = {pick}"),
-                         {"p": rng.randint(199, 99_999), "s": rng.randint(0, 500)})
+            conn.execute(
+                text(f"UPDATE products SET price_cents = :p, stock = :s WHERE id = {pick}"),
+                {"p": rng.randint(199, 99_999), "s": rng.randint(0, 500)},
+            )
         elif op == "insert":
-            conn.execute(text(
-                "INSERT INTO products (sku, name, description, brand_id, price_cents, stock) "
-                "VALUES ('SKU-CHURN-' || nextval('products_id_seq'), :n, :d, "
-                "(SELECT id FROM brands ORDER BY random() LIMIT 1), :p, :s)"),
-                {"n": _name(rng), "d": _description(rng), "p": rng.randint(199, 99_999),
-                 "s": rng.randint(0, 500)})
+            conn.execute(
+                text(
+                    "INSERT INTO products (sku, name, description, brand_id, price_cents, stock) "
+                    "VALUES ('SKU-CHURN-' || nextval('products_id_seq'), :n, :d, "
+                    "(SELECT id FROM brands ORDER BY random() LIMIT 1), :p, :s)"
+                ),
+                {
+                    "n": _name(rng),
+                    "d": _description(rng),
+                    "p": rng.randint(199, 99_999),
+                    "s": rng.randint(0, 500),
+                },
+            )
         elif op == "soft_delete":
             conn.exec_driver_sql(f"UPDATE products SET deleted_at = now() WHERE id = {pick}")
         elif op == "restore":
             conn.exec_driver_sql(
                 "UPDATE products SET deleted_at = NULL WHERE id = "
-                "(SELECT id FROM products WHERE deleted_at IS NOT NULL ORDER BY random() LIMIT 1)")
+                "(SELECT id FROM products WHERE deleted_at IS NOT NULL ORDER BY random() LIMIT 1)"
+            )
         elif op == "hard_delete":
             conn.exec_driver_sql(f"DELETE FROM products WHERE id = {pick}")
         elif op == "recategorise":
             conn.exec_driver_sql(
                 f"INSERT INTO product_categories (product_id, category_id) SELECT {pick}, "
-                "(SELECT id FROM categories ORDER BY random() LIMIT 1) ON CONFLICT DO NOTHING")
+                "(SELECT id FROM categories ORDER BY random() LIMIT 1) ON CONFLICT DO NOTHING"
+            )
         elif op == "rename_brand":
-            conn.execute(text("UPDATE brands SET name = name || '+' WHERE id = "
-                              "(SELECT id FROM brands ORDER BY random() LIMIT 1)"))
+            conn.execute(
+                text(
+                    "UPDATE brands SET name = name || '+' WHERE id = "
+                    "(SELECT id FROM brands ORDER BY random() LIMIT 1)"
+                )
+            )
         elif op == "out_of_stock":
             conn.exec_driver_sql(f"UPDATE products SET stock = 0 WHERE id = {pick}")
         if hold_s:
             time.sleep(hold_s)  # a long transaction: stamped at its start, committed much later
 
 
-def churn(engine: Engine, *, rate: float, seconds: float, seed: int = 7,
-          long_share: float = 0.05, long_max_s: float = 3.0, workers: int = 4,
-          stop: threading.Event | None = None) -> Counter[str]:
+def churn(
+    engine: Engine,
+    *,
+    rate: float,
+    seconds: float,
+    seed: int = 7,
+    long_share: float = 0.05,
+    long_max_s: float = 3.0,
+    workers: int = 4,
+    stop: threading.Event | None = None,
+) -> Counter[str]:
     """Run random changes at ``rate`` per second for ``seconds`` (or until ``stop`` is set)."""
     rng = random.Random(seed)
     names, weights = zip(*OPS, strict=True)

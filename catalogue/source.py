@@ -26,21 +26,24 @@ from etl_core import Source
 metadata = MetaData()
 
 brands = Table(
-    "brands", metadata,
+    "brands",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("name", Text, nullable=False),
     Column("country", Text),
     Column("updated_at", DateTime(timezone=True)),
 )
 categories = Table(
-    "categories", metadata,
+    "categories",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("name", Text, nullable=False),
     Column("parent_id", Integer),
     Column("updated_at", DateTime(timezone=True)),
 )
 products = Table(
-    "products", metadata,
+    "products",
+    metadata,
     Column("id", BigInteger, primary_key=True),
     Column("sku", Text, nullable=False),
     Column("name", Text),
@@ -54,7 +57,8 @@ products = Table(
     Column("deleted_at", DateTime(timezone=True)),
 )
 product_categories = Table(
-    "product_categories", metadata,
+    "product_categories",
+    metadata,
     Column("product_id", BigInteger, ForeignKey("products.id"), primary_key=True),
     Column("category_id", Integer, ForeignKey("categories.id"), primary_key=True),
 )
@@ -87,8 +91,10 @@ _categories = (
             func.jsonb_agg(
                 aggregate_order_by(
                     func.jsonb_build_object(
-                        literal_column("'id'"), categories.c.id,
-                        literal_column("'name'"), categories.c.name,
+                        literal_column("'id'"),
+                        categories.c.id,
+                        literal_column("'name'"),
+                        categories.c.name,
                     ),
                     categories.c.name,
                 )

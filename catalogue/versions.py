@@ -75,8 +75,19 @@ V1: IndexVersion[Product] = IndexVersion(
     key="v1",
     index="products_v1",
     transform=v1_document,
-    needs=frozenset({"sku", "name", "description", "brand", "price_cents", "currency", "stock",
-                     "categories", "updated_at"}),
+    needs=frozenset(
+        {
+            "sku",
+            "name",
+            "description",
+            "brand",
+            "price_cents",
+            "currency",
+            "stock",
+            "categories",
+            "updated_at",
+        }
+    ),
     mappings={
         "properties": {
             "sku": {"type": "keyword"},
@@ -97,21 +108,38 @@ V2: IndexVersion[Product] = IndexVersion(
     key="v2",
     index="products_v2",
     transform=v2_document,
-    needs=frozenset({"sku", "name", "description", "brand", "brand_country", "price_cents",
-                     "currency", "stock", "categories", "created_at", "updated_at"}),
+    needs=frozenset(
+        {
+            "sku",
+            "name",
+            "description",
+            "brand",
+            "brand_country",
+            "price_cents",
+            "currency",
+            "stock",
+            "categories",
+            "created_at",
+            "updated_at",
+        }
+    ),
     mappings={
         "dynamic": "strict",
         "properties": {
             "sku": {"type": "keyword"},
-            "title": {"type": "text", "analyzer": "english_stop",
-                      "fields": {"raw": {"type": "keyword", "ignore_above": 256}}},
+            "title": {
+                "type": "text",
+                "analyzer": "english_stop",
+                "fields": {"raw": {"type": "keyword", "ignore_above": 256}},
+            },
             "description": {"type": "text", "analyzer": "english_stop"},
             "brand": {"properties": {"name": {"type": "keyword"}, "country": {"type": "keyword"}}},
-            "price": {"properties": {"amount": {"type": "double"},
-                                     "currency": {"type": "keyword"}}},
+            "price": {"properties": {"amount": {"type": "double"}, "currency": {"type": "keyword"}}},
             "stock": {"type": "short"},
-            "categories": {"type": "nested",
-                           "properties": {"id": {"type": "integer"}, "name": {"type": "keyword"}}},
+            "categories": {
+                "type": "nested",
+                "properties": {"id": {"type": "integer"}, "name": {"type": "keyword"}},
+            },
             "created_at": {"type": "date"},
             "updated_at": {"type": "date"},
         },

@@ -36,16 +36,21 @@ class Connections:
     def __post_init__(self) -> None:
         s = self.settings
         self.source_engine = make_engine(s.source_url)
-        self.state_engine = (
-            self.source_engine if s.state_url == s.source_url else make_engine(s.state_url)
-        )
+        self.state_engine = self.source_engine if s.state_url == s.source_url else make_engine(s.state_url)
         self.client = make_client(
-            s.opensearch_url, user=s.opensearch_user, password=s.opensearch_password,
-            verify_certs=s.opensearch_verify_certs, ca_certs=s.opensearch_ca_certs,
+            s.opensearch_url,
+            user=s.opensearch_user,
+            password=s.opensearch_password,
+            verify_certs=s.opensearch_verify_certs,
+            ca_certs=s.opensearch_ca_certs,
         )
         self.state = StateSchema(self.state_engine, s.state_schema)
-        self.sink = OpenSearchSink(self.client, max_chunk_bytes=s.bulk_max_bytes,
-                                   backoff=self.backoff, describe=f"OpenSearch at {s.opensearch_url}")
+        self.sink = OpenSearchSink(
+            self.client,
+            max_chunk_bytes=s.bulk_max_bytes,
+            backoff=self.backoff,
+            describe=f"OpenSearch at {s.opensearch_url}",
+        )
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)
 

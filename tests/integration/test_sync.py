@@ -1,0 +1,245 @@
+"""The engine on real services: PostgreSQL 15 and OpenSearch 2.19, compared document by document."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from sqlalchemy import text
+
+from catalogue.generate import generate
+from catalogue.source import CATALOGUE
+from catalogue.versions import V1, V2, V3
+from etl_core import Cursor, OpenSearchSink, SinkUnavailable, make_client
+from etl_core.extract import Extractor, Watermark, normalise
+from etl_core.load import load
+from etl_core.route import route
+from tests.integration.harness import FAST_BACKOFF, Harness
+
+pytestmark = pytest.mark.integration
+
+
+def execute(h: Harness, sql: str, **params: object) -> None:
+    with h.source_engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def assert_parity(h: Harness, *versions: object) -> int:
+    compared = 0
+    for v in versions:
+        expected, actual = h.expected(v), h.documents(v)
+        assert actual.keys() == expected.keys(), f"{v.key}: ids differ"
+        diff = [k for k in expected if expected[k] != actual[k]]
+        assert not diff, f"{v.key}: documents differ, first keys {diff[:5]}"
+        compared += len(expected)
+    return compared
+
+
+def test_one_select_per_page_whether_the_lane_holds_1_3_or_5_versions(h: Harness) -> None:
+    generate(h.source_engine, rows=1000, seed=1)
+    h.page_size = 150
+    lanes = {
+        1: [h.version(V1, "a1")],
+        3: [h.version(V1, "b1"), h.version(V2, "b2"), h.version(V3, "b3")],
+        5: [
+            h.version(V1, "c1"),
+            h.version(V2, "c2"),
+            h.version(V3, "c3"),
+            h.version(V1, "c4"),
+            h.version(V2, "c5"),
+        ],
+    }
+    seen = {}
+    for n, versions in lanes.items():
+        h.statements.clear()
+        result = h.sync(versions)
+        assert result.rows_read == 1000
+        seen[n] = (len(h.selects()), len(h.statements), result.pages)
+    pages = math.ceil(1000 / 150)  # 7: the last one short, so no empty probe follows
+    assert seen[1] == seen[3] == seen[5] == (1 + pages, 1 + pages, pages)
+
+
+def test_every_version_equals_its_transform_of_the_source(h: Harness) -> None:
+    generate(h.source_engine, rows=800, seed=2)
+    execute(h, "UPDATE products SET deleted_at = now() WHERE id % 17 = 0")
+    execute(h, "UPDATE products SET stock = 0 WHERE id % 5 = 0")
+    execute(h, "UPDATE brands SET name = name || ' Renamed' WHERE id = 1")
+    versions = h.versions
+    h.sync(versions)
+    # incremental changes after the first sync, then sync again
+    execute(h, "UPDATE products SET price_cents = price_cents + 1, stock = 7 WHERE id % 10 = 3")
+    execute(h, "DELETE FROM product_categories WHERE product_id % 9 = 0")
+    execute(
+        h,
+        "INSERT INTO products (sku, name, brand_id, price_cents, stock) "
+        "VALUES ('NEW-1', 'Fresh arrival', 2, 1234, 3)",
+    )
+    h.sync(versions)
+    compared = assert_parity(h, *versions)
+    assert compared > 1500
+    v3_docs = h.documents(versions[2])
+    assert "5" not in v3_docs and "3" in v3_docs  # the predicate holds in the index
+
+
+def test_cursors_never_move_backwards_and_a_replayed_page_changes_nothing(h: Harness) -> None:
+    generate(h.source_engine, rows=300, seed=3)
+    versions = h.versions
+    # keep the pages as they were read before any update: the "old pages" we will replay
+    old_pages = list(normalise(CATALOGUE, h.extractor().pages(None, h.extractor().watermark().below)))
+    first = h.sync(versions)
+    execute(h, "UPDATE products SET name = name || ' v2', stock = stock + 1 WHERE id <= 40")
+    second = h.sync(versions)
+    for v in versions:
+        assert second.versions[v.key].cursor > first.versions[v.key].cursor
+    # an older cursor offered to the store is ignored
+    stale = {v.key: first.versions[v.key].cursor for v in versions}
+    h.cursors.save(stale)
+    assert h.cursors.load(v.key for v in versions) == {v.key: second.versions[v.key].cursor for v in versions}
+
+    before = {v.key: (h.documents(v), h.versions_of(v)) for v in versions}
+    replay = route(versions, dict.fromkeys(v.key for v in versions), CATALOGUE.record_to_json)
+    outcomes = []
+    for routed in load(h.sink)(replay(iter(old_pages))):
+        outcomes += [(b.version, b.stale) for b in routed.batches.values()]
+    stale_total = sum(s for _, s in outcomes)
+    assert stale_total >= 40 * 2  # at least the 40 updated rows were refused in v1 and v2
+    after = {v.key: (h.documents(v), h.versions_of(v)) for v in versions}
+    assert after == before
+    assert_parity(h, *versions)
+
+
+def test_a_document_one_mapping_rejects_is_a_dead_letter_of_that_version_only(h: Harness) -> None:
+    generate(h.source_engine, rows=200, seed=4)
+    execute(h, "UPDATE products SET stock = 40000 WHERE id = 17")  # v2 maps stock as short
+    execute(h, "UPDATE products SET name = NULL WHERE id = 18")  # no version can index it
+    v1, v2, v3 = versions = h.versions
+    result = h.sync(versions)
+    letters = {(d["version"], d["key"]): d for d in h.dead_letters.open_letters()}
+    assert set(letters) == {("v2", "17"), ("v1", "18"), ("v2", "18"), ("v3", "18")}
+    assert "mapper_parsing_exception" in letters[("v2", "17")]["reason"]
+    assert letters[("v2", "17")]["payload"]["stock"] == 40000
+    assert letters[("v1", "18")]["reason"].startswith("transform: MissingField: name is NULL")
+    assert "17" in h.documents(v1) and "17" in h.documents(v3) and "17" not in h.documents(v2)
+    # every cursor moved past both bad rows to the end of the source
+    last = max(Cursor(r.updated_at, r.id) for r in h.source_records())
+    assert {k: t.cursor for k, t in result.versions.items()} == dict.fromkeys(["v1", "v2", "v3"], last)
+    assert result.versions["v2"].dead_letters == 2
+    # the same failure again bumps attempts instead of adding a row
+    execute(h, "UPDATE products SET stock = 40001 WHERE id = 17")
+    h.sync(versions)
+    again = [d for d in h.dead_letters.open_letters("v2") if d["key"] == "17"]
+    assert len(again) == 1 and again[0]["attempts"] == 2 and again[0]["payload"]["stock"] == 40001
+    assert_parity(h, v1, v3)
+
+
+def test_soft_deletes_remove_the_document_from_every_version(h: Harness) -> None:
+    generate(h.source_engine, rows=150, seed=5)
+    versions = h.versions
+    h.sync(versions)
+    ids = [3, 50, 149]
+    for v in versions:
+        docs = h.documents(v)
+        assert any(str(i) in docs for i in ids)
+    execute(h, "UPDATE products SET deleted_at = now() WHERE id = ANY(:ids)", ids=ids)
+    result = h.sync(versions)
+    for v in versions:
+        docs = h.documents(v)
+        assert not any(str(i) in docs for i in ids)
+        assert result.versions[v.key].deleted == 3
+    assert_parity(h, *versions)
+
+
+def test_a_transaction_committing_below_the_cursor_is_picked_up_next_time(h: Harness) -> None:
+    """The long transaction stamps its row at its start, then commits after a later change was
+    synced. Bounded by the high watermark the row is found; bounded by now() it is lost."""
+    generate(h.source_engine, rows=100, seed=6)
+    safe = h.version(V1, "safe")
+    naive = h.version(V1, "naive")
+    h.sync([safe, naive])
+
+    class NaiveExtractor(Extractor):
+        """What a sync bounded by now() would do: the control that shows the race is real."""
+
+        def watermark(self) -> Watermark:
+            wm = super().watermark()
+            return Watermark(below=wm.now, now=wm.now)
+
+    long_tx = h.source_engine.connect()
+    tx = long_tx.begin()
+    long_tx.execute(text("UPDATE products SET name = 'late writer' WHERE id = 10"))
+    stamped = long_tx.execute(text("SELECT updated_at FROM products WHERE id = 10")).scalar_one()
+    time.sleep(0.05)
+    execute(h, "UPDATE products SET name = 'early writer' WHERE id = 20")
+    during_safe = h.sync([safe])
+    during_naive = h.sync([naive], extractor=NaiveExtractor(h.source_engine, CATALOGUE, page_size=50))
+    assert during_naive.versions["naive"].cursor.changed_at > stamped  # passed the open row
+    assert during_safe.versions["safe"].cursor.changed_at < stamped  # waited below it
+    tx.commit()
+    long_tx.close()
+
+    h.sync([safe])
+    h.sync([naive], extractor=NaiveExtractor(h.source_engine, CATALOGUE, page_size=50))
+    assert h.documents(safe)["10"]["name"] == "late writer"
+    assert h.documents(safe)["20"]["name"] == "early writer"
+    assert h.documents(naive)["10"]["name"] != "late writer"  # the lost update we prevent
+    assert_parity(h, safe)
+
+
+def test_an_unreachable_opensearch_fails_the_sync_and_moves_no_cursor(h: Harness) -> None:
+    generate(h.source_engine, rows=500, seed=7)
+    h.page_size = 100
+    versions = [h.version(V1), h.version(V2)]
+    dead = OpenSearchSink(
+        make_client("http://127.0.0.1:9"), backoff=FAST_BACKOFF, describe="OpenSearch at http://127.0.0.1:9"
+    )
+
+    with pytest.raises(
+        SinkUnavailable,
+        match=r"OpenSearch at http://127\.0\.0\.1:9 did not accept"
+        r".*after 3 attempts.*no cursor was moved",
+    ):
+        h.sync(versions, sink=dead)
+    assert h.cursors.load(v.key for v in versions) == {"v1": None, "v2": None}
+
+    class DiesAfterFirstPage:
+        """The real sink for the first page, then the node is gone."""
+
+        def __init__(self) -> None:
+            self.writes = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(h.sink, name)
+
+        def write(self, actions):
+            self.writes += 1
+            return (h.sink if self.writes == 1 else dead).write(actions)
+
+    first_page = {}
+    with pytest.raises(SinkUnavailable):
+        h.sync(versions, sink=DiesAfterFirstPage(), on_page=lambda p: first_page.setdefault("last", p.last))
+    assert h.cursors.load(v.key for v in versions) == dict.fromkeys(["v1", "v2"], first_page["last"])
+
+    result = h.sync(versions)  # the node is back: resume from page one's end and finish
+    assert result.rows_read == 400
+    assert_parity(h, *versions)
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    return harness
+
+
+def test_backfill_settings_are_restored_when_the_version_has_caught_up(h: Harness) -> None:
+    generate(h.source_engine, rows=300, seed=8)
+    v1 = h.version(V1)
+    h.page_size = 100
+    h.sync([v1], max_pages=1)
+    settings = h.client.indices.get_settings(index=v1.index)[v1.index]["settings"]["index"]
+    assert settings["refresh_interval"] == "-1" and settings["number_of_replicas"] == "0"
+    result = h.sync([v1])
+    assert result.caught_up
+    settings = h.client.indices.get_settings(index=v1.index)[v1.index]["settings"]["index"]
+    assert settings["refresh_interval"] == "1s"
+    assert h.sink.ensure_index(v1) is False  # idempotent
+    assert_parity(h, v1)

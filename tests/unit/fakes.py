@@ -1,0 +1,118 @@
+"""In-memory stand-ins for the core's protocols, for unit tests of stages only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from etl_core.cursor import Cursor, merge
+from etl_core.errors import SinkUnavailable
+from etl_core.extract import Watermark
+from etl_core.model import Action, DeadLetter, Outcome
+from etl_core.source import Source
+from etl_core.versions import IndexVersion
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class MemoryCursorStore:
+    def __init__(self) -> None:
+        self.cursors: dict[str, Cursor] = {}
+        self.saves: list[dict[str, Cursor]] = []
+
+    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]:
+        return {v: self.cursors.get(v) for v in versions}
+
+    def save(self, cursors: Mapping[str, Cursor]) -> None:
+        self.saves.append(dict(cursors))
+        for k, c in cursors.items():
+            merged = merge(self.cursors.get(k), c)
+            assert merged is not None
+            self.cursors[k] = merged
+
+
+class MemoryDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+@dataclass
+class MemorySink:
+    """Keeps documents per index with external_gte semantics; can be told to fail."""
+
+    docs: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
+    reject: set[tuple[str, str]] = field(default_factory=set)
+    fail_on_write: int | None = None
+    writes: int = 0
+    finished: list[str] = field(default_factory=list)
+
+    def ensure_index(self, version: IndexVersion[Any]) -> bool:
+        return self.docs.setdefault(version.index, {}) is None
+
+    def finish_backfill(self, version: IndexVersion[Any]) -> None:
+        self.finished.append(version.key)
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        self.writes += 1
+        if self.fail_on_write is not None and self.writes >= self.fail_on_write:
+            raise SinkUnavailable("memory sink told to fail")
+        out = []
+        for a in actions:
+            index = self.docs.setdefault(a.index_name, {})
+            if (a.version, a.id) in self.reject:
+                out.append(Outcome(a, "failed", "mapper_parsing_exception: rejected"))
+                continue
+            current = index.get(a.id)
+            if current is not None and current[0] > a.external_version:
+                out.append(Outcome(a, "stale"))
+            elif a.op == "delete":
+                index.pop(a.id, None)
+                out.append(Outcome(a, "deleted"))
+            else:
+                assert a.body is not None
+                index[a.id] = (a.external_version, a.body)
+                out.append(Outcome(a, "indexed"))
+        return out
+
+
+@dataclass
+class ListExtractor:
+    """Serves pages from an in-memory table, counting queries like the real extractor."""
+
+    source: Source[Any]
+    table: list[tuple[Any, ...]]
+    page_size: int = 2
+    below: datetime = field(default_factory=lambda: at(10_000))
+    statements: int = 0
+    rows: int = 0
+
+    def watermark(self) -> Watermark:
+        self.statements += 1
+        return Watermark(self.below, self.below)
+
+    def pages(self, after: Cursor | None, below: datetime) -> Iterator[list[tuple[Any, ...]]]:
+        fields = self.source.fields
+        ci, ki = fields.index(self.source.changed), fields.index(self.source.key)
+        ordered = sorted((r for r in self.table if r[ci] < below), key=lambda r: (r[ci], r[ki]))
+        if after is not None:
+            ordered = [r for r in ordered if (r[ci], r[ki]) > tuple(after)]
+        start = 0
+        while True:
+            self.statements += 1
+            page = ordered[start : start + self.page_size]
+            if not page:
+                return
+            self.rows += len(page)
+            yield page
+            if len(page) < self.page_size:
+                return
+            start += self.page_size

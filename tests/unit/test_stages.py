@@ -1,0 +1,172 @@
+"""The stages and the composed pipeline, with in-memory fakes (no services)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from etl_core import SinkUnavailable, sync
+from etl_core.cursor import Cursor, external_version
+from etl_core.extract import normalise
+from etl_core.pipeline import compose
+from etl_core.retry import Backoff, call_with_retry
+from etl_core.route import route_page
+from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
+from tests.unit.models import SOURCE, Item, version
+
+ROWS = [
+    (1, "one", 3, at(1), None),
+    (2, "two", 0, at(2), None),
+    (3, None, 1, at(3), None),  # NULL name: the transform refuses it
+    (4, "four", 5, at(4), at(4)),  # soft-deleted
+    (5, "five", 2, at(5), None),
+]
+
+
+def page_of(rows: list[tuple]) -> object:
+    return next(normalise(SOURCE, iter([rows])))
+
+
+def test_normalise_builds_frozen_records_with_positions() -> None:
+    page = page_of(ROWS)
+    assert [c.position for c in page.changes] == [Cursor(at(i), i) for i in range(1, 6)]
+    assert [c.deleted for c in page.changes] == [False, False, False, True, False]
+    assert page.changes[0].record == Item(1, "one", 3, at(1), None)
+    with pytest.raises(AttributeError):
+        page.changes[0].record.qty = 9  # type: ignore[misc]
+
+
+def test_route_filters_by_each_versions_own_cursor_and_predicate() -> None:
+    v1 = version("v1")
+    stocked = version("v3", predicate=lambda i: i.qty > 0)
+    routed = route_page(
+        page_of(ROWS), [v1, stocked], {"v1": Cursor(at(2), 2), "v3": None}, SOURCE.record_to_json
+    )
+    b1, b3 = routed.batches["v1"], routed.batches["v3"]
+    assert [(a.id, a.op) for a in b1.actions] == [("4", "delete"), ("5", "index")]
+    assert [d.key for d in b1.dead_letters] == ["3"]
+    # v3 starts from zero: out of stock (2) becomes a delete, as does the soft-deleted row (4)
+    assert [(a.id, a.op) for a in b3.actions] == [
+        ("1", "index"),
+        ("2", "delete"),
+        ("4", "delete"),
+        ("5", "index"),
+    ]
+    assert b3.dead_letters[0].reason == "transform: ValueError: name is required"
+    assert b3.dead_letters[0].payload == {"id": 3, "name": None, "qty": 1, "changed": at(3), "gone": None}
+    first = b3.actions[0]
+    assert orjson.loads(first.body) == {"name": "one", "qty": 3}
+    assert first.external_version == external_version(at(1))
+
+
+def test_pipeline_reads_each_page_once_for_all_versions() -> None:
+    versions = [version(f"v{i}") for i in range(1, 6)]
+    counts = {}
+    for n in (1, 3, 5):
+        ext = ListExtractor(SOURCE, ROWS, page_size=2)
+        result = sync(
+            versions[:n],
+            extractor=ext,
+            sink=MemorySink(),
+            dead_letters=MemoryDeadLetters(),
+            cursors=MemoryCursorStore(),
+        )
+        counts[n] = (ext.statements, result.rows_read, result.pages)
+    assert counts[1] == counts[3] == counts[5] == (1 + 3, 5, 3)
+
+
+def test_pipeline_end_state_and_dead_letters() -> None:
+    sink, letters, store = MemorySink(reject={("v2", "5")}), MemoryDeadLetters(), MemoryCursorStore()
+    result = sync(
+        [version("v1"), version("v2")],
+        extractor=ListExtractor(SOURCE, ROWS),
+        sink=sink,
+        dead_letters=letters,
+        cursors=store,
+    )
+    assert set(sink.docs["items_v1"]) == {"1", "2", "5"}
+    assert set(sink.docs["items_v2"]) == {"1", "2"}
+    assert sorted((d.version, d.key) for d in letters.letters) == [("v1", "3"), ("v2", "3"), ("v2", "5")]
+    rejected = next(d for d in letters.letters if d.key == "5")
+    assert rejected.payload is not None and rejected.payload["name"] == "five"
+    assert rejected.changed_at == at(5)
+    # dead letters count as handled: both cursors reach the last row
+    assert store.cursors == {"v1": Cursor(at(5), 5), "v2": Cursor(at(5), 5)}
+    assert result.versions["v2"].dead_letters == 2 and result.versions["v1"].indexed == 3
+    assert sink.finished == ["v1", "v2"]
+
+
+def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page() -> None:
+    sink, store = MemorySink(fail_on_write=2), MemoryCursorStore()
+    with pytest.raises(SinkUnavailable):
+        sync(
+            [version("v1")],
+            extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+            sink=sink,
+            dead_letters=MemoryDeadLetters(),
+            cursors=store,
+        )
+    assert store.cursors == {"v1": Cursor(at(2), 2)}
+    assert sink.finished == []
+    # the next run resumes after page one and completes
+    sync(
+        [version("v1")],
+        extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+        sink=MemorySink(),
+        dead_letters=MemoryDeadLetters(),
+        cursors=store,
+    )
+    assert store.cursors == {"v1": Cursor(at(5), 5)}
+
+
+def test_a_version_ahead_of_the_lane_never_moves_back() -> None:
+    store = MemoryCursorStore()
+    store.cursors["v2"] = Cursor(at(4), 4)
+    sink = MemorySink()
+    sync(
+        [version("v1"), version("v2")],
+        extractor=ListExtractor(SOURCE, ROWS),
+        sink=sink,
+        dead_letters=MemoryDeadLetters(),
+        cursors=store,
+    )
+    assert all(s["v2"] >= Cursor(at(4), 4) for s in store.saves)
+    assert set(sink.docs["items_v2"]) == {"5"}  # only what lies past its own cursor
+
+
+def test_compose_applies_stages_left_to_right() -> None:
+    def double(xs):
+        return (x * 2 for x in xs)
+
+    def inc(xs):
+        return (x + 1 for x in xs)
+
+    assert list(compose(double, inc)(iter([1, 2]))) == [3, 5]
+
+
+def test_retry_backs_off_then_gives_up_on_the_last_error() -> None:
+    sleeps: list[float] = []
+    calls = iter([OSError("a"), OSError("b"), "ok"])
+
+    def flaky() -> str:
+        v = next(calls)
+        if isinstance(v, Exception):
+            raise v
+        return v
+
+    backoff = Backoff(attempts=3, initial=1.0, maximum=1.5)
+    assert call_with_retry(flaky, retry_on=lambda e: True, backoff=backoff, sleep=sleeps.append) == "ok"
+    assert len(sleeps) == 2 and 0.75 <= sleeps[0] <= 1.25 and 1.125 <= sleeps[1] <= 1.875
+
+    def broken() -> str:
+        raise OSError("down")
+
+    with pytest.raises(OSError, match="down"):
+        call_with_retry(broken, retry_on=lambda e: True, backoff=backoff, sleep=sleeps.append)
+    with pytest.raises(KeyError):  # not retryable: raised at once
+        call_with_retry(
+            lambda: {}["x"],
+            retry_on=lambda e: isinstance(e, OSError),
+            backoff=backoff,
+            sleep=lambda s: pytest.fail("slept"),
+        )
