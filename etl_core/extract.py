@@ -7,7 +7,7 @@ reader never holds back another sync's high watermark.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -38,6 +38,19 @@ class Watermark:
 
     below: datetime
     now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    head: Cursor | None
+    rows_behind: Mapping[str, int]
+
+    def seconds_behind(self, cursor: Cursor | None) -> float:
+        if self.head is None:
+            return 0.0
+        if cursor is None:
+            return float("inf")
+        return max(0.0, (self.head.changed_at - cursor.changed_at).total_seconds())
 
 
 @dataclass(slots=True)
@@ -82,10 +95,18 @@ class Extractor(Generic[R]):
         row = self._run("watermark", WATERMARK_SQL, {"lag": self.safety_lag_s})[0]
         return Watermark(below=row[0], now=row[1])
 
-    def head(self) -> tuple[datetime | None, int]:
-        """Newest change and row count (one aggregate query; for lag metrics)."""
-        row = self._run("head", self.source.head_statement())[0]
-        return row[0], int(row[1])
+    def lag(self, cursors: Mapping[str, Cursor | None]) -> Lag:
+        """Where the source head is and how many rows each version still has to read."""
+        row = self._run("lag", self.source.lag_statement(cursors))[0]
+        head = None if row[0] is None else Cursor(row[0], row[1])
+        return Lag(head, {name: int(n) for name, n in zip(cursors, row[2:], strict=True)})
+
+    def head(self) -> Cursor | None:
+        rows = self._run("head", self.source.head_statement())
+        return Cursor(rows[0][0], rows[0][1]) if rows else None
+
+    def count(self) -> int:
+        return int(self._run("count", self.source.count_statement())[0][0])
 
     def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]:
         """Raw row pages in change order, strictly after ``after`` and strictly below ``below``."""

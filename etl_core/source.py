@@ -119,10 +119,38 @@ class Source(Generic[R]):
             where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
         return select(*(src.c[f] for f in self._fields)).where(*where).order_by(changed, key).limit(limit)
 
-    def head_statement(self) -> Select[Any, int]:
-        """Newest change position and row count: for lag metrics, not for extraction."""
+    def head_statement(self) -> Select[Any, Any]:
+        """The newest change position, by a backward walk of the keyset index (not ``max()``,
+        which PostgreSQL cannot answer from an index through a join)."""
         src = self._subquery()
-        return select(func.max(src.c[self.changed]), func.count())
+        changed, key = src.c[self.changed], src.c[self.key]
+        return select(changed, key).order_by(changed.desc(), key.desc()).limit(1)
+
+    def lag_statement(self, cursors: Mapping[str, Cursor | None]) -> Select[Any]:
+        """One statement for a whole lane: the head position and, per version, the rows past its
+        cursor. Scans only from the slowest cursor on, so it is cheap once a lane is caught up."""
+        src = self._subquery()
+        changed, key = src.c[self.changed], src.c[self.key]
+        head = self.head_statement().subquery("head")
+        counts = []
+        for name, cursor in cursors.items():
+            count: ColumnElement[int] = func.count()
+            if cursor is not None:
+                count = func.count().filter(tuple_(changed, key) > tuple_(cursor.changed_at, cursor.key))
+            counts.append(count.label(f"behind_{name}"))
+        stmt = select(
+            select(head.c[self.changed]).scalar_subquery().label("head_changed"),
+            select(head.c[self.key]).scalar_subquery().label("head_key"),
+            *counts,
+        ).select_from(src)
+        known = [c for c in cursors.values() if c is not None]
+        if known and len(known) == len(cursors):
+            low = min(known)
+            stmt = stmt.where(tuple_(changed, key) > tuple_(low.changed_at, low.key))
+        return stmt
+
+    def count_statement(self) -> Select[int]:
+        return select(func.count()).select_from(self._subquery())
 
     def record_to_json(self, record: R) -> Mapping[str, Any]:
         """A record as a plain mapping, for dead-letter payloads."""

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from catalogue.generate import create_schema
+from etl_core.settings import Settings, make_engine
+from etl_core.sink import make_client
+from tests.integration.harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +32,47 @@ def _load_local_env() -> None:
 
 
 _load_local_env()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    if subprocess.run([ROOT / "scripts" / "services.sh", "status"], capture_output=True).returncode:
+        subprocess.run([ROOT / "scripts" / "services.sh", "up"], check=True)
+        _load_local_env()
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def admin_engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.source_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def database(settings: Settings, admin_engine: Engine) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def harness(settings: Settings, database: str) -> Iterator[Harness]:
+    url = settings.source_url.set(database=database)
+    source_engine, state_engine = make_engine(url), make_engine(url)
+    create_schema(source_engine)
+    client = make_client(settings.opensearch_url)
+    prefix = database.replace("_", "-")
+    h = Harness(source_engine, state_engine, client, prefix)
+    try:
+        yield h
+    finally:
+        client.indices.delete(index=f"{prefix}_*", ignore_unavailable=True)
+        client.close()
+        source_engine.dispose()
+        state_engine.dispose()

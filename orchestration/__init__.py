@@ -1,0 +1,1 @@
+"""Dagster orchestration around ``etl_core``: partitions per index version, planner, schedule."""
