@@ -80,9 +80,9 @@ def sync(
 
     starts = cursors.load(v.key for v in versions)
     start = lowest(list(starts.values()))
-    watermark = extractor.watermark()
     statements_before = extractor.statements
     rows_before = extractor.rows
+    watermark = extractor.watermark()
     event(
         "sync_started",
         versions=[v.key for v in versions],

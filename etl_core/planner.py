@@ -33,30 +33,47 @@ class Lane:
         return self.versions[-1]
 
 
-def is_behind(cursor: Cursor | None, head: datetime | None, close_enough: timedelta) -> bool:
-    """Never synced, or further behind the newest change than ``close_enough``."""
+@dataclass(frozen=True, slots=True)
+class CloseEnough:
+    """How far behind the source head a version may be and still share the live lane: in time
+    (for a trickle of changes) and in rows (a bulk load stamps many rows with one instant)."""
+
+    seconds: timedelta = timedelta(minutes=5)
+    rows: int = 10_000
+
+
+def is_behind(
+    cursor: Cursor | None, head: datetime | None, rows_behind: int | None, close: CloseEnough
+) -> bool:
+    """Never synced, or further behind the newest change than ``close`` allows."""
     if head is None:  # an empty source: nobody is behind
         return False
-    return cursor is None or head - cursor.changed_at > close_enough
+    if cursor is None:
+        return True
+    return head - cursor.changed_at > close.seconds or (rows_behind or 0) > close.rows
 
 
 def plan_lanes(
     versions: Sequence[str],
     cursors: Mapping[str, Cursor | None],
     head: datetime | None,
-    close_enough: timedelta = timedelta(minutes=5),
+    close: CloseEnough = CloseEnough(),
+    rows_behind: Mapping[str, int] | None = None,
 ) -> list[Lane]:
     """Group ``versions`` (in declaration order) into lanes.
 
-    Close versions that are neighbours share a lane; every far-behind version gets its own lane,
-    so two new versions backfilling at once never slow each other's catch-up to a shared cursor.
+    Close versions that are neighbours share a lane. A far-behind version gets a catch-up lane of
+    its own, unless its neighbour is at the very same cursor (two versions declared together
+    both start from nothing): they would read the same pages anyway, so they read them once.
     """
     lanes: list[Lane] = []
-    flags = [(v, is_behind(cursors.get(v), head, close_enough)) for v in versions]
+    rows = rows_behind or {}
+    flags = [(v, is_behind(cursors.get(v), head, rows.get(v), close)) for v in versions]
     for behind, group in groupby(flags, key=lambda f: f[1]):
         keys = [v for v, _ in group]
         if behind:
-            lanes.extend(Lane((k,), catch_up=True) for k in keys)
+            for _, same in groupby(keys, key=lambda k: cursors.get(k)):
+                lanes.append(Lane(tuple(same), catch_up=True))
         else:
             lanes.append(Lane(tuple(keys), catch_up=False))
     return lanes

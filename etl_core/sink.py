@@ -17,7 +17,9 @@ from etl_core.model import Action, Outcome
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from etl_core.versions import BACKFILL_SETTINGS, IndexVersion
 
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+# Worth retrying, then failing the run: the node is busy, down, or refuses writes for now (403 is a
+# write block such as the disk flood stage, or a permission: neither is the document's fault).
+_TRANSIENT_STATUS = frozenset({403, 429, 500, 502, 503, 504})
 
 
 class OrjsonSerializer(JSONSerializer):

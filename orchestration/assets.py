@@ -1,6 +1,5 @@
 """The index asset (one partition per version) and the observable PostgreSQL source."""
 
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -58,8 +57,12 @@ def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]
     }
 
 
-def build_index_asset(source: Source[Any], versions: Sequence[IndexVersion[Any]],
-                      source_asset: SourceAsset, name: str = "search_index") -> AssetsDefinition:
+def build_index_asset(
+    source: Source[Any],
+    versions: Sequence[IndexVersion[Any]],
+    source_asset: SourceAsset,
+    name: str = "search_index",
+) -> AssetsDefinition:
     by_key: Mapping[str, IndexVersion[Any]] = {v.key: v for v in versions}
 
     @asset(
@@ -83,15 +86,21 @@ def build_index_asset(source: Source[Any], versions: Sequence[IndexVersion[Any]]
                 f"the versions list or remove the partitions"
             )
         lane = [by_key[k] for k in keys]
-        store = DagsterCursorStore(context.instance, context.asset_key, context.log_event,
-                                   every_s=config.checkpoint_every_s)
+        store = DagsterCursorStore(
+            context.instance, context.asset_key, context.log_event, every_s=config.checkpoint_every_s
+        )
         with sync_engine.connect() as conns:
             conns.state.create()
             extractor = conns.extractor(source)
             try:
-                result = sync(lane, extractor=extractor, sink=conns.sink,
-                              dead_letters=conns.dead_letters, cursors=store,
-                              max_pages=config.max_pages or None)
+                result = sync(
+                    lane,
+                    extractor=extractor,
+                    sink=conns.sink,
+                    dead_letters=conns.dead_letters,
+                    cursors=store,
+                    max_pages=config.max_pages or None,
+                )
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})

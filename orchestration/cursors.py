@@ -37,8 +37,9 @@ def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) ->
     return found
 
 
-def read_cursors(instance: DagsterInstance, asset_key: AssetKey,
-                 versions: Iterable[str]) -> dict[str, Cursor | None]:
+def read_cursors(
+    instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str]
+) -> dict[str, Cursor | None]:
     return {v: read_cursor(instance, asset_key, v) for v in versions}
 
 
@@ -50,8 +51,13 @@ class DagsterCursorStore:
     the event log.
     """
 
-    def __init__(self, instance: DagsterInstance, asset_key: AssetKey,
-                 log_event: Callable[[AssetObservation], None], every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        instance: DagsterInstance,
+        asset_key: AssetKey,
+        log_event: Callable[[AssetObservation], None],
+        every_s: float = 5.0,
+    ) -> None:
         self.instance = instance
         self.asset_key = asset_key
         self.log_event = log_event
@@ -73,11 +79,16 @@ class DagsterCursorStore:
 
     def flush(self) -> None:
         for key, cursor in self.pending.items():
-            self.log_event(AssetObservation(
-                asset_key=self.asset_key, partition=key,
-                metadata={CURSOR_KEY: MetadataValue.json(cursor.to_json()),
-                          "checkpoint": MetadataValue.bool(True)},
-            ))
+            self.log_event(
+                AssetObservation(
+                    asset_key=self.asset_key,
+                    partition=key,
+                    metadata={
+                        CURSOR_KEY: MetadataValue.json(cursor.to_json()),
+                        "checkpoint": MetadataValue.bool(True),
+                    },
+                )
+            )
             self.checkpoints += 1
         self.pending.clear()
         self._last = time.monotonic()

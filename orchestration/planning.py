@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
 from etl_core import Cursor, IndexVersion, Lifecycle, Source
-from etl_core.planner import Lane, plan_lanes
+from etl_core.planner import CloseEnough, Lane, plan_lanes
 from orchestration.cursors import read_cursors
 from orchestration.partitions import LANE_TAG, VERSION_PARTITIONS, lane_tags
 from orchestration.resources import SyncEngine
 
-IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-             DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 
 @dataclass(frozen=True)
@@ -33,17 +36,25 @@ def active(versions: Sequence[IndexVersion[Any]]) -> list[str]:
     return [v.key for v in versions if v.state is not Lifecycle.RETIRED]
 
 
-def make_plan(instance: DagsterInstance, asset_key: AssetKey, source: Source[Any],
-              versions: Sequence[IndexVersion[Any]], engine: SyncEngine,
-              close_enough: timedelta) -> Plan:
+def make_plan(
+    instance: DagsterInstance,
+    asset_key: AssetKey,
+    source: Source[Any],
+    versions: Sequence[IndexVersion[Any]],
+    engine: SyncEngine,
+    close: CloseEnough,
+) -> Plan:
     declared = active(versions)
     existing = [k for k in instance.get_dynamic_partitions(VERSION_PARTITIONS.name)]
     new = [k for k in declared if k not in existing]
     order = [k for k in existing if k in declared] + new
     cursors = read_cursors(instance, asset_key, order)
+    if not order:
+        return Plan(order, new, [], cursors)
     with engine.connect() as conns:
-        head = conns.extractor(source).head()
-    lanes = plan_lanes(order, cursors, head.changed_at if head else None, close_enough)
+        lag = conns.extractor(source).lag(cursors)  # one statement for every version
+    head = lag.head.changed_at if lag.head else None
+    lanes = plan_lanes(order, cursors, head, close, lag.rows_behind)
     return Plan(order, new, lanes, cursors)
 
 
@@ -57,7 +68,6 @@ def in_flight(instance: DagsterInstance, lane: Lane) -> bool:
 def run_request(lane: Lane, trigger: str, catch_up_pages: int) -> RunRequest:
     config = {"max_pages": catch_up_pages} if lane.catch_up else {}
     return RunRequest(
-        tags={**lane_tags(lane.versions), "etl/trigger": trigger,
-              "etl/catch_up": str(lane.catch_up).lower()},
+        tags={**lane_tags(lane.versions), "etl/trigger": trigger, "etl/catch_up": str(lane.catch_up).lower()},
         run_config={"ops": {"search_index": {"config": config}}},
     )

@@ -4,7 +4,6 @@ Values come from the environment through ``EnvVar``, so the UI shows the variabl
 value, and nothing secret is a literal in code.
 """
 
-
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +13,16 @@ from dagster import ConfigurableResource, EnvVar
 from etl_core.connect import Connections
 from etl_core.settings import Settings
 
-_OPTIONAL = ("STATE_DATABASE_URL", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD", "OPENSEARCH_CA_CERTS",
-             "OPENSEARCH_VERIFY_CERTS", "ETL_PAGE_SIZE", "ETL_BULK_MAX_BYTES", "ETL_STATE_SCHEMA")
+_OPTIONAL = (
+    "STATE_DATABASE_URL",
+    "OPENSEARCH_USER",
+    "OPENSEARCH_PASSWORD",
+    "OPENSEARCH_CA_CERTS",
+    "OPENSEARCH_VERIFY_CERTS",
+    "ETL_PAGE_SIZE",
+    "ETL_BULK_MAX_BYTES",
+    "ETL_STATE_SCHEMA",
+)
 
 
 class SyncEngine(ConfigurableResource):  # type: ignore[misc]
@@ -36,13 +43,15 @@ class SyncEngine(ConfigurableResource):  # type: ignore[misc]
     def from_env(cls) -> "SyncEngine":
         """Required variables always as ``EnvVar``; optional ones only when they are set."""
         optional = {name.lower(): EnvVar(name) for name in _OPTIONAL if os.environ.get(name)}
-        return cls(source_database_url=EnvVar("SOURCE_DATABASE_URL"),
-                   opensearch_url=EnvVar("OPENSEARCH_URL"), **optional)
+        return cls(
+            source_database_url=EnvVar("SOURCE_DATABASE_URL"),
+            opensearch_url=EnvVar("OPENSEARCH_URL"),
+            **optional,
+        )
 
     def settings(self) -> Settings:
         env = {name: getattr(self, name.lower()) for name in _OPTIONAL}
-        env |= {"SOURCE_DATABASE_URL": self.source_database_url,
-                "OPENSEARCH_URL": self.opensearch_url}
+        env |= {"SOURCE_DATABASE_URL": self.source_database_url, "OPENSEARCH_URL": self.opensearch_url}
         return Settings.from_env({k: v for k, v in env.items() if v})
 
     @contextmanager

@@ -1,8 +1,6 @@
 """The migration planner: declared versions → partitions → lanes → runs."""
 
-
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from dagster import (
@@ -17,22 +15,33 @@ from dagster import (
 )
 
 from etl_core import IndexVersion, Source
+from etl_core.planner import CloseEnough
 from orchestration.partitions import VERSION_PARTITIONS
 from orchestration.planning import in_flight, make_plan, run_request
 from orchestration.resources import SyncEngine
 
 
-def build_planner_sensor(source: Source[Any], versions: Sequence[IndexVersion[Any]],
-                         job: JobDefinition | Any, asset_key: AssetKey,
-                         close_enough: timedelta, catch_up_pages: int,
-                         interval_s: int = 30) -> SensorDefinition:
-    @sensor(name="migration_planner", job=job, minimum_interval_seconds=interval_s,
-            default_status=DefaultSensorStatus.RUNNING,
-            description="Adds a partition for each newly declared index version and keeps "
-                        "far-behind versions catching up in lanes of their own.")
-    def migration_planner(context: SensorEvaluationContext,
-                          sync_engine: SyncEngine) -> SensorResult | SkipReason:
-        plan = make_plan(context.instance, asset_key, source, versions, sync_engine, close_enough)
+def build_planner_sensor(
+    source: Source[Any],
+    versions: Sequence[IndexVersion[Any]],
+    job: JobDefinition | Any,
+    asset_key: AssetKey,
+    close: CloseEnough,
+    catch_up_pages: int,
+    interval_s: int = 30,
+) -> SensorDefinition:
+    @sensor(
+        name="migration_planner",
+        job=job,
+        minimum_interval_seconds=interval_s,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Adds a partition for each newly declared index version and keeps "
+        "far-behind versions catching up in lanes of their own.",
+    )
+    def migration_planner(
+        context: SensorEvaluationContext, sync_engine: SyncEngine
+    ) -> SensorResult | SkipReason:
+        plan = make_plan(context.instance, asset_key, source, versions, sync_engine, close)
         requests = [
             run_request(lane, "migration_planner", catch_up_pages)
             for lane in plan.lanes
@@ -40,12 +49,12 @@ def build_planner_sensor(source: Source[Any], versions: Sequence[IndexVersion[An
         ]
         if not requests and not plan.new:
             return SkipReason(f"no version is behind; lanes: {[l.versions for l in plan.lanes]}")
-        context.log.info(f"new partitions {plan.new}; catch-up runs for "
-                         f"{[r.tags['etl/lane'] for r in requests]}")
+        context.log.info(
+            f"new partitions {plan.new}; catch-up runs for {[r.tags['etl/lane'] for r in requests]}"
+        )
         return SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[VERSION_PARTITIONS.build_add_request(plan.new)]
-            if plan.new else [],
+            dynamic_partitions_requests=[VERSION_PARTITIONS.build_add_request(plan.new)] if plan.new else [],
         )
 
     return migration_planner

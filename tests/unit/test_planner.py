@@ -3,11 +3,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from etl_core.cursor import Cursor
-from etl_core.planner import Lane, plan_lanes
+from etl_core.planner import CloseEnough, Lane, plan_lanes
 from tests.unit.fakes import at
 
 HEAD = at(1000)
-CLOSE = timedelta(seconds=60)
+CLOSE = CloseEnough(timedelta(seconds=60), rows=100)
 
 
 def test_close_versions_share_one_lane() -> None:
@@ -40,3 +40,22 @@ def test_far_behind_versions_never_share_and_lanes_stay_contiguous() -> None:
 
 def test_an_empty_source_has_nobody_behind() -> None:
     assert plan_lanes(["v1", "v2"], {"v1": None, "v2": None}, None, CLOSE) == [Lane(("v1", "v2"), False)]
+
+
+def test_versions_behind_at_the_same_cursor_share_a_catch_up_lane() -> None:
+    same = Cursor(at(10), 4)
+    cursors = {"v1": None, "v2": None, "v3": same, "v4": same, "v5": Cursor(at(11), 1)}
+    assert plan_lanes(["v1", "v2", "v3", "v4", "v5"], cursors, HEAD, CLOSE) == [
+        Lane(("v1", "v2"), True),
+        Lane(("v3", "v4"), True),
+        Lane(("v5",), True),
+    ]
+
+
+def test_rows_behind_count_even_when_the_clock_says_close() -> None:
+    """A bulk load stamps many rows with one instant: time lag 0, yet far behind."""
+    cursors = {"v1": Cursor(HEAD, 900), "v2": Cursor(HEAD, 100)}
+    assert plan_lanes(["v1", "v2"], cursors, HEAD, CLOSE, {"v1": 0, "v2": 800}) == [
+        Lane(("v1",), False),
+        Lane(("v2",), True),
+    ]

@@ -1,0 +1,129 @@
+"""Dagster on its PostgreSQL storage (a fresh database per test), around the real services."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import (
+    Definitions,
+    ExecuteInProcessResult,
+    RunRequest,
+    SensorResult,
+    build_schedule_context,
+    build_sensor_context,
+)
+from dagster._core.instance import DagsterInstance
+from dagster._core.storage.defs_state.base import set_defs_state_storage
+from sqlalchemy import Engine, text
+
+from catalogue.source import CATALOGUE
+from etl_core import IndexVersion
+from etl_core.planner import CloseEnough
+from etl_core.settings import Settings
+from orchestration.project import build_definitions
+from orchestration.resources import SyncEngine
+from tests.conftest import ROOT
+from tests.integration.harness import Harness
+
+
+@pytest.fixture
+def dagster_instance(
+    settings: Settings, admin_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterInstance]:
+    name = f"d_{uuid.uuid4().hex[:12]}"
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_DB", name)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        # Dagster keeps the "current" defs-state storage in a context variable that an instance
+        # sets but does not always reset; pin it to this test's instance for the test's length.
+        with set_defs_state_storage(instance.defs_state_storage):
+            yield instance
+    finally:
+        instance.dispose()
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class Project:
+    """The project's definitions over this test's catalogue database and index names."""
+
+    harness: Harness
+    instance: DagsterInstance
+    engine: SyncEngine
+    defs: Definitions | None = None
+
+    def declare(self, versions: Sequence[IndexVersion[Any]], **kw: Any) -> Definitions:
+        kw.setdefault("close", CloseEnough(timedelta(seconds=60), rows=150))
+        kw.setdefault("catch_up_pages", 3)
+        self.defs = build_definitions(CATALOGUE, versions, sync_engine=self.engine, **kw)
+        return self.defs
+
+    def sensor_tick(self) -> SensorResult:
+        """Evaluate the planner sensor and apply its partition requests, like the daemon does."""
+        assert self.defs is not None
+        sensor = self.defs.resolve_sensor_def("migration_planner")
+        ctx = build_sensor_context(
+            instance=self.instance, resources={"sync_engine": self.engine}, definitions=self.defs
+        )
+        result = sensor(ctx)
+        if isinstance(result, SensorResult):
+            for request in result.dynamic_partitions_requests or []:
+                self.instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys)
+                )
+        return result
+
+    def schedule_tick(self) -> list[RunRequest]:
+        assert self.defs is not None
+        schedule = self.defs.resolve_schedule_def("keep_live_versions_fresh")
+        ctx = build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine})
+        result = schedule(ctx)
+        return list(result) if isinstance(result, list) else []
+
+    def execute(self, request: RunRequest) -> ExecuteInProcessResult:
+        assert self.defs is not None
+        job = self.defs.resolve_job_def("sync_index")
+        return job.execute_in_process(
+            instance=self.instance, tags=request.tags, run_config=request.run_config
+        )
+
+    def metadata(self, partition: str) -> dict[str, Any]:
+        """The latest materialisation's metadata of a version partition, as plain values."""
+        from dagster import AssetKey, AssetRecordsFilter
+
+        records = self.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]),
+            limit=1,
+        ).records
+        assert records, f"no materialisation of partition {partition}"
+        mat = records[0].asset_materialization
+        assert mat is not None
+        return {k: v.value for k, v in mat.metadata.items()}
+
+
+@pytest.fixture
+def project(harness: Harness, dagster_instance: DagsterInstance, settings: Settings) -> Project:
+    url = settings.source_url.set(database=str(harness.source_engine.url.database))
+    engine = SyncEngine(
+        source_database_url=url.render_as_string(hide_password=False),
+        opensearch_url=settings.opensearch_url,
+        etl_page_size="100",
+    )
+    return Project(harness, dagster_instance, engine)
+
+
+ProjectFactory = Callable[..., Project]
