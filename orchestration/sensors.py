@@ -48,7 +48,7 @@ def build_planner_sensor(
             if lane.catch_up and not in_flight(context.instance, lane)
         ]
         if not requests and not plan.new:
-            return SkipReason(f"no version is behind; lanes: {[l.versions for l in plan.lanes]}")
+            return SkipReason(f"no version is behind; lanes: {[lane.versions for lane in plan.lanes]}")
         context.log.info(
             f"new partitions {plan.new}; catch-up runs for {[r.tags['etl/lane'] for r in requests]}"
         )
