@@ -34,13 +34,15 @@ def build_definitions(
     close: CloseEnough | None = None,
     catch_up_pages: int | None = None,
     cron: str | None = None,
+    automation: bool | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
     Environment: ``ETL_SCHEDULE_CRON`` (default every minute); ``ETL_CLOSE_ENOUGH_S`` and
     ``ETL_CLOSE_ENOUGH_ROWS`` (how far behind the head a version may be and still share the live
     lane, default 300 s and 10 000 rows); ``ETL_CATCH_UP_PAGES`` (page budget of one catch-up run,
-    default 200).
+    default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedule stopped (switch
+    them on in the UI).
     """
     validate_versions(versions, source.fields)
     close = close or CloseEnough(
@@ -48,6 +50,8 @@ def build_definitions(
     )
     catch_up_pages = catch_up_pages or _env_int("ETL_CATCH_UP_PAGES", 200)
     cron = cron or os.environ.get("ETL_SCHEDULE_CRON", "* * * * *")
+    if automation is None:
+        automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
 
     source_asset = build_source_asset(source)
     index = build_index_asset(source, versions, source_asset)
@@ -57,7 +61,13 @@ def build_definitions(
     return Definitions(
         assets=[source_asset, index],
         jobs=[job],
-        sensors=[build_planner_sensor(source, versions, job, index.key, close, catch_up_pages)],
-        schedules=[build_freshness_schedule(source, versions, job, index.key, close, catch_up_pages, cron)],
+        sensors=[
+            build_planner_sensor(source, versions, job, index.key, close, catch_up_pages, running=automation)
+        ],
+        schedules=[
+            build_freshness_schedule(
+                source, versions, job, index.key, close, catch_up_pages, cron, running=automation
+            )
+        ],
         resources={"sync_engine": sync_engine or SyncEngine.from_env()},
     )

@@ -32,12 +32,13 @@ def build_freshness_schedule(
     close: CloseEnough,
     catch_up_pages: int,
     cron: str,
+    running: bool = True,
 ) -> ScheduleDefinition:
     @schedule(
         name="keep_live_versions_fresh",
         job=job,
         cron_schedule=cron,
-        default_status=DefaultScheduleStatus.RUNNING,
+        default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
         description="One run per lane every tick: live lanes to the watermark, "
         "catch-up lanes by a page budget.",
     )

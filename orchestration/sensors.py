@@ -29,12 +29,13 @@ def build_planner_sensor(
     close: CloseEnough,
     catch_up_pages: int,
     interval_s: int = 30,
+    running: bool = True,
 ) -> SensorDefinition:
     @sensor(
         name="migration_planner",
         job=job,
         minimum_interval_seconds=interval_s,
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
         description="Adds a partition for each newly declared index version and keeps "
         "far-behind versions catching up in lanes of their own.",
     )

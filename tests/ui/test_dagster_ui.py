@@ -1,0 +1,144 @@
+"""The four uses through the real webserver and daemon: launch from the UI in a real browser,
+never two syncs at once, and history read back after a restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
+from playwright.sync_api import Page, sync_playwright
+
+from orchestration.partitions import lane_tags
+from tests.ui.conftest import PORT, DagsterDev
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def latest_metadata(dev: DagsterDev, partition: str) -> dict[str, object]:
+    records = dev.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]), limit=1
+    ).records
+    assert records, f"no materialisation of {partition}"
+    mat = records[0].asset_materialization
+    assert mat is not None
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def materialise_in_ui(page: Page, dev: DagsterDev, partition: str) -> None:
+    page.goto(f"{dev.url}/assets/search_index")
+    page.get_by_role("button", name="Materialize…").wait_for()
+    skip = page.get_by_role("button", name="Skip")  # a one-time "join the community" dialog
+    page.wait_for_timeout(1500)
+    if skip.is_visible():
+        skip.click()
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.locator("[role=dialog]")
+    dialog.get_by_text("Select a partition or create one").click()
+    page.get_by_role("menuitem").filter(has_text=partition).first.click()
+    dialog.get_by_text("Launch runs to materialize").click()  # closes the partition picker
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    page.get_by_text("Launched run").wait_for()
+
+
+def test_launching_a_run_from_the_ui_materialises_the_partition(dagster_dev: DagsterDev) -> None:
+    began = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        materialise_in_ui(page, dagster_dev, "v1")
+        runs = dagster_dev.instance.get_runs()
+        assert len(runs) == 1
+        assert dagster_dev.wait_for_run(runs[0].run_id) == "SUCCESS"
+
+        meta = latest_metadata(dagster_dev, "v1")
+        assert meta["docs_indexed"] == 15_000 and meta["caught_up"] is True
+        cursor = meta["cursor"]
+        assert isinstance(cursor, dict) and cursor["key"] == 15_000
+
+        page.goto(f"{dagster_dev.url}/assets/search_index?view=partitions&partition=v1")
+        table = page.locator("table").filter(has_text="cursor_changed_at")
+        table.wait_for()
+        row = table.locator("tr").filter(has_text="cursor_key")
+        assert row.inner_text().split() == ["cursor_key", "15000"]
+        assert cursor["changed_at"] in table.inner_text()
+        browser.close()
+    print(f"browser test took {time.monotonic() - began:.1f}s")
+
+
+def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=PORT)
+    submit = dict(
+        job_name="sync_index",
+        repository_location_name="search_sync",
+        repository_name="__repository__",
+        tags=lane_tags(["v2"]),
+    )
+    first, second = client.submit_job_execution(**submit), client.submit_job_execution(**submit)
+
+    seen_waiting = False
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        a = dagster_dev.instance.get_run_by_id(first)
+        b = dagster_dev.instance.get_run_by_id(second)
+        assert a is not None and b is not None
+        running = [r for r in (a, b) if r.status == DagsterRunStatus.STARTED]
+        assert len(running) <= 1, "two sync runs were running at the same time"
+        if running and DagsterRunStatus.QUEUED in (a.status, b.status):
+            seen_waiting = True
+        if a.is_finished and b.is_finished:
+            break
+        time.sleep(0.1)
+    assert seen_waiting, "never saw one run queued while the other ran"
+    records = {
+        r.dagster_run.run_id: r
+        for r in dagster_dev.instance.get_run_records()
+        if r.dagster_run.run_id in (first, second)
+    }
+    assert {r.dagster_run.status for r in records.values()} == {DagsterRunStatus.SUCCESS}
+    earlier, later = sorted(records.values(), key=lambda r: r.start_time or 0)
+    assert later.start_time >= earlier.end_time  # the second started after the first ended
+    # the second found nothing new: the first had already brought v2 up to the watermark
+    assert latest_metadata(dagster_dev, "v2")["docs_indexed"] == 0
+
+
+HISTORY = """
+query History($partitions: [String!]) {
+  runsOrError { ... on Runs { results { runId status } } }
+  assetOrError(assetKey: {path: ["search_index"]}) {
+    ... on Asset {
+      assetMaterializations(partitions: $partitions) {
+        partition runId
+        metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+      }
+    }
+  }
+}
+"""
+
+
+def test_run_history_and_cursors_survive_a_webserver_restart(dagster_dev: DagsterDev) -> None:
+    before = dagster_dev.graphql(HISTORY, {"partitions": ["v1", "v2"]})
+    runs_before = {r["runId"]: r["status"] for r in before["runsOrError"]["results"]}
+    assert len(runs_before) >= 3 and set(runs_before.values()) == {"SUCCESS"}
+
+    dagster_dev.stop()
+    restart_s = dagster_dev.start()
+    after = dagster_dev.graphql(HISTORY, {"partitions": ["v1", "v2"]})
+    assert {r["runId"]: r["status"] for r in after["runsOrError"]["results"]} == runs_before
+    mats = after["assetOrError"]["assetMaterializations"]
+    assert mats == before["assetOrError"]["assetMaterializations"]
+    by_partition: dict[str, list[dict[str, object]]] = {}
+    for m in mats:
+        by_partition.setdefault(m["partition"], []).append(m)
+    assert set(by_partition) == {"v1", "v2"} and len(by_partition["v2"]) == 2
+    for partition, history in by_partition.items():
+        cursors = [e["jsonString"] for m in history for e in m["metadataEntries"] if e["label"] == "cursor"]
+        assert len(cursors) == len(history) and all('"key":15000' in c.replace(" ", "") for c in cursors), (
+            partition
+        )
+    print(f"webserver restart took {restart_s:.1f}s")
