@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from etl_core.cursor import Cursor
 from etl_core.errors import SourceUnavailable
-from etl_core.logs import event
 from etl_core.model import Change, Page
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
 from etl_core.source import WATERMARK_SQL, Source
@@ -71,17 +70,10 @@ class Extractor(Generic[R]):
                 self.statements += 1
                 return conn.execute(stmt, params or {}).all()
 
-        def log_retry(attempt: int, delay: float, exc: BaseException) -> None:
-            event(
-                "source_retry",
-                what=what,
-                attempt=attempt,
-                delay_s=round(delay, 2),
-                error=type(exc).__name__,
-            )
-
         try:
-            return call_with_retry(once, retry_on=_transient, backoff=self.backoff, on_retry=log_retry)
+            return call_with_retry(
+                once, retry_on=_transient, backoff=self.backoff, log_as="source_retry", what=what
+            )
         except (OperationalError, DBAPIError) as exc:
             if not _transient(exc):
                 raise

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from etl_core.logs import event
+
 T = TypeVar("T")
 
 
@@ -32,11 +34,13 @@ def call_with_retry(
     *,
     retry_on: Callable[[BaseException], bool],
     backoff: Backoff,
-    on_retry: Callable[[int, float, BaseException], None] | None = None,
+    log_as: str = "retry",
+    what: str = "",
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``fn`` until it returns; re-raise the last error once the budget is spent or the error
-    is not retryable."""
+    is not retryable. Each retry is logged as the event ``log_as`` (never with the error's text,
+    which may quote a connection string)."""
     delays = backoff.delays()
     for attempt in range(backoff.attempts):
         try:
@@ -45,7 +49,13 @@ def call_with_retry(
             if attempt >= len(delays) or not retry_on(exc):
                 raise
             delay = delays[attempt] * random.uniform(0.75, 1.25)
-            if on_retry is not None:
-                on_retry(attempt + 1, delay, exc)
+            event(
+                log_as,
+                what=what,
+                attempt=attempt + 1,
+                delay_s=round(delay, 2),
+                error=type(exc).__name__,
+                status=getattr(exc, "status_code", None),
+            )
             sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")

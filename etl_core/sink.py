@@ -124,18 +124,10 @@ class OpenSearchSink:
         self.requests = 0
 
     def _call(self, what: str, fn: Any) -> Any:
-        def log_retry(attempt: int, delay: float, exc: BaseException) -> None:
-            event(
-                "sink_retry",
-                what=what,
-                attempt=attempt,
-                delay_s=round(delay, 2),
-                error=type(exc).__name__,
-                status=getattr(exc, "status_code", None),
-            )
-
         try:
-            return call_with_retry(fn, retry_on=_transient_or_items, backoff=self.backoff, on_retry=log_retry)
+            return call_with_retry(
+                fn, retry_on=_transient_or_items, backoff=self.backoff, log_as="sink_retry", what=what
+            )
         except (TransportError, _RetryableItems) as exc:
             if not _transient_or_items(exc):
                 raise
