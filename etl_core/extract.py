@@ -97,6 +97,18 @@ class Extractor(Generic[R]):
         rows = self._run("head", self.source.head_statement())
         return Cursor(rows[0][0], rows[0][1]) if rows else None
 
+    def existing(self, keys: list[Any]) -> list[Any]:
+        """Which of ``keys`` still have a source row (one query)."""
+        if not keys:
+            return []
+        return [r[0] for r in self._run("existing keys", self.source.existing_keys_statement(keys))]
+
+    def rows_by_keys(self, keys: list[Any]) -> Sequence[Any]:
+        """Current source rows of ``keys`` (one query), in the record's field order."""
+        if not keys:
+            return []
+        return self._run("rows by key", self.source.by_keys_statement(keys))
+
     def count(self) -> int:
         return int(self._run("count", self.source.count_statement())[0][0])
 

@@ -33,13 +33,16 @@ class Page(Generic[R]):
 
 
 class Action(NamedTuple):
-    """One bulk operation. ``body`` is the document already serialised (orjson), or None."""
+    """One bulk operation. ``body`` is the document already serialised (orjson), or None.
+
+    ``external_version`` None means "overwrite whatever is there": only repairs do that, and only
+    while they hold the sync pool, so no newer write can race them."""
 
     version: str
     index_name: str
     op: Literal["index", "delete"]
     id: str
-    external_version: int
+    external_version: int | None
     body: str | None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -75,12 +75,10 @@ class _RetryableItems(Exception):
 
 
 def _expand(action: Action) -> tuple[dict[str, Any], str | None]:
-    meta = {
-        "_index": action.index_name,
-        "_id": action.id,
-        "version": action.external_version,
-        "version_type": "external_gte",
-    }
+    meta: dict[str, Any] = {"_index": action.index_name, "_id": action.id}
+    if action.external_version is not None:
+        meta["version"] = action.external_version
+        meta["version_type"] = "external_gte"
     return {action.op: meta}, action.body
 
 
@@ -180,6 +178,76 @@ class OpenSearchSink:
             self.client.indices.refresh(index=version.index)
 
         self._call(f"settings of {version.index}", restore)
+
+    def fetch(self, index: str, ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
+        """``{id: (version, _source)}`` of the ids that exist (one ``_mget``)."""
+        if not ids:
+            return {}
+        body = self._call(
+            f"reading {len(ids)} documents of {index}",
+            lambda: self.client.mget(index=index, body={"ids": list(ids)}),
+        )
+        return {d["_id"]: (int(d["_version"]), d["_source"]) for d in body["docs"] if d.get("found")}
+
+    def scan_ids(self, index: str, batch: int = 1000) -> Iterator[list[tuple[str, int]]]:
+        """Every document id and version of an index, in batches: a point in time and
+        ``search_after`` (sorted by ``_id``), so the walk is consistent and memory stays flat."""
+        pit = self._call(
+            "opening a point in time", lambda: self.client.create_pit(index=index, keep_alive="2m")
+        )["pit_id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                body: dict[str, Any] = {
+                    "size": batch,
+                    "_source": False,
+                    "version": True,
+                    "pit": {"id": pit, "keep_alive": "2m"},
+                    "sort": [{"_id": "asc"}],
+                }
+                if after is not None:
+                    body["search_after"] = after
+                hits = self._call(f"scanning {index}", lambda b=body: self.client.search(body=b))["hits"][
+                    "hits"
+                ]
+                if not hits:
+                    return
+                yield [(h["_id"], int(h["_version"])) for h in hits]
+                after = hits[-1]["sort"]
+        finally:
+            self.client.delete_pit(body={"pit_id": [pit]}, ignore=[404])
+
+    def count(self, index: str) -> int:
+        self.client.indices.refresh(index=index)
+        return int(self._call(f"counting {index}", lambda: self.client.count(index=index))["count"])
+
+    def alias_targets(self, alias: str) -> list[str]:
+        """The indices an alias names (none if the alias does not exist)."""
+        if not self.client.indices.exists_alias(name=alias):
+            return []
+        return sorted(self.client.indices.get_alias(name=alias))
+
+    def point_alias(self, alias: str, index: str) -> list[str]:
+        """Point ``alias`` at ``index`` alone, in one atomic ``_aliases`` request; readers see
+        the old index or the new one, never neither. Returns the indices it named before."""
+        before = self.alias_targets(alias)
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": old, "alias": alias}} for old in before if old != index
+        ]
+        actions.append({"add": {"index": index, "alias": alias}})
+        self._call(
+            f"pointing alias {alias} at {index}",
+            lambda: self.client.indices.update_aliases(body={"actions": actions}),
+        )
+        event("alias_swapped", alias=alias, index=index, previous=before)
+        return before
+
+    def delete_index(self, index: str) -> bool:
+        if not self.client.indices.exists(index=index):
+            return False
+        self._call(f"deleting {index}", lambda: self.client.indices.delete(index=index))
+        event("index_deleted", index=index)
+        return True
 
     def refresh(self, indices: Sequence[str]) -> None:
         self._call("refresh", lambda: self.client.indices.refresh(index=",".join(indices)))

@@ -149,6 +149,23 @@ class Source(Generic[R]):
             stmt = stmt.where(tuple_(changed, key) > tuple_(low.changed_at, low.key))
         return stmt
 
+    def by_keys_statement(self, keys: list[Any]) -> Select[Any]:
+        """The current rows of the given keys (fresh data for replays and repairs)."""
+        src = self._subquery()
+        return select(*(src.c[f] for f in self._fields)).where(src.c[self.key].in_(keys))
+
+    def existing_keys_statement(self, keys: list[Any]) -> Select[Any]:
+        src = self._subquery()
+        return select(src.c[self.key]).where(src.c[self.key].in_(keys))
+
+    def key_from_id(self, doc_id: str) -> Any:
+        """A document id back to the key's own type (ids are strings in OpenSearch)."""
+        try:
+            python_type = self.selectable.selected_columns[self.key].type.python_type
+        except NotImplementedError:
+            return doc_id
+        return int(doc_id) if python_type is int else doc_id
+
     def count_statement(self) -> Select[int]:
         return select(func.count()).select_from(self._subquery())
 

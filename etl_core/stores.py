@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -30,7 +31,7 @@ from etl_core.cursor import Cursor
 from etl_core.model import DeadLetter
 
 
-def _tables(schema: str) -> tuple[MetaData, Table, Table]:
+def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
     meta = MetaData(schema=schema)
     dead = Table(
         "dead_letters",
@@ -61,7 +62,25 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table]:
         Column("key", JSONB, nullable=False),
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
-    return meta, dead, cursors
+    validations = Table(
+        "validations",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("version", Text, nullable=False, index=True),
+        Column("passed", Boolean, nullable=False),
+        Column("report", JSONB, nullable=False),
+        Column("validated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    retirements = Table(
+        "retirements",
+        meta,
+        Column("version", Text, primary_key=True),
+        Column("index_name", Text, nullable=False),
+        Column("retired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("delete_after", DateTime(timezone=True), nullable=False),
+        Column("deleted_at", DateTime(timezone=True)),
+    )
+    return meta, dead, cursors, validations, retirements
 
 
 class StateSchema:
@@ -70,7 +89,7 @@ class StateSchema:
     def __init__(self, engine: Engine, schema: str = "etl_state") -> None:
         self.engine = engine
         self.schema = schema
-        self.meta, self.dead_letters, self.cursors = _tables(schema)
+        self.meta, self.dead_letters, self.cursors, self.validations, self.retirements = _tables(schema)
 
     def create(self) -> None:
         with self.engine.begin() as conn:
@@ -115,6 +134,24 @@ class PostgresDeadLetterStore:
         ]
         with self.state.engine.begin() as conn:
             conn.execute(stmt, rows)
+
+    def count_open(self, version: str) -> int:
+        table = self.state.dead_letters
+        stmt = select(func.count()).where(table.c.version == version, table.c.resolved_at.is_(None))
+        with self.state.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def resolve(self, version: str, keys: Sequence[str]) -> None:
+        """A later write of these keys succeeded (replay, or simply fresher data)."""
+        if not keys:
+            return
+        table = self.state.dead_letters
+        with self.state.engine.begin() as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.version == version, table.c.key.in_(list(keys)), table.c.resolved_at.is_(None))
+                .values(resolved_at=func.now())
+            )
 
     def open_letters(self, version: str | None = None) -> list[dict[str, Any]]:
         table = self.state.dead_letters
