@@ -56,7 +56,7 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
     life = Lifecycles(h.state)
     h.sync([v1, v2])
 
-    def check(v):  # noqa: ANN001, ANN202
+    def check(v):
         report = validate(
             v, extractor=h.extractor(), sink=h.sink, dead_letters=h.dead_letters, cursors=h.cursors
         )
