@@ -20,7 +20,9 @@ from dagster import (
 
 from etl_core import IndexVersion, Source, sync
 from etl_core.extract import Lag
+from etl_core.lifecycle import Lifecycles, lifecycle_state
 from etl_core.pipeline import SyncResult
+from etl_core.planner import CloseEnough, is_behind
 from orchestration.cursors import CURSOR_KEY, DagsterCursorStore
 from orchestration.partitions import SYNC_POOL, VERSION_PARTITIONS
 from orchestration.resources import SyncEngine
@@ -61,6 +63,8 @@ def build_index_asset(
     source: Source[Any],
     versions: Sequence[IndexVersion[Any]],
     source_asset: SourceAsset,
+    read_alias: str,
+    close: CloseEnough,
     name: str = "search_index",
 ) -> AssetsDefinition:
     by_key: Mapping[str, IndexVersion[Any]] = {v.key: v for v in versions}
@@ -104,8 +108,25 @@ def build_index_asset(
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})
+            life = Lifecycles(conns.state)
+            live = set(conns.sink.alias_targets(read_alias))
+            states = {}
+            for key in keys:
+                cursor = result.versions[key].cursor
+                validation = life.latest_validation(key)
+                states[key] = lifecycle_state(
+                    retired=False,
+                    live=by_key[key].index in live,
+                    validated=validation is not None and validation[0],
+                    cursor=cursor,
+                    behind=is_behind(
+                        cursor, lag.head.changed_at if lag.head else None, lag.rows_behind.get(key), close
+                    ),
+                )
         for key in keys:
-            context.add_asset_metadata(partition_metadata(key, result, lag), partition_key=key)
+            metadata = partition_metadata(key, result, lag)
+            metadata["lifecycle"] = MetadataValue.text(states[key].value)
+            context.add_asset_metadata(metadata, partition_key=key)
         context.log.info(
             f"synced {keys} in one extraction: pages={result.pages} rows={result.rows_read} "
             f"caught_up={result.caught_up} checkpoints={store.checkpoints}"

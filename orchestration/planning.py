@@ -10,6 +10,7 @@ from typing import Any
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
 from etl_core import Cursor, IndexVersion, Lifecycle, Source
+from etl_core.lifecycle import Lifecycles
 from etl_core.planner import CloseEnough, Lane, plan_lanes
 from orchestration.cursors import read_cursors
 from orchestration.partitions import LANE_TAG, VERSION_PARTITIONS, lane_tags
@@ -32,8 +33,9 @@ class Plan:
     cursors: dict[str, Cursor | None]
 
 
-def active(versions: Sequence[IndexVersion[Any]]) -> list[str]:
-    return [v.key for v in versions if v.state is not Lifecycle.RETIRED]
+def active(versions: Sequence[IndexVersion[Any]], retired: set[str]) -> list[str]:
+    """Declared versions that are still synced (retired in code, or by the retire job, are not)."""
+    return [v.key for v in versions if v.state is not Lifecycle.RETIRED and v.key not in retired]
 
 
 def make_plan(
@@ -44,14 +46,15 @@ def make_plan(
     engine: SyncEngine,
     close: CloseEnough,
 ) -> Plan:
-    declared = active(versions)
-    existing = [k for k in instance.get_dynamic_partitions(VERSION_PARTITIONS.name)]
-    new = [k for k in declared if k not in existing]
-    order = [k for k in existing if k in declared] + new
-    cursors = read_cursors(instance, asset_key, order)
-    if not order:
-        return Plan(order, new, [], cursors)
     with engine.connect() as conns:
+        conns.state.create()
+        declared = active(versions, Lifecycles(conns.state).retired())
+        existing = list(instance.get_dynamic_partitions(VERSION_PARTITIONS.name))
+        new = [k for k in declared if k not in existing]
+        order = [k for k in existing if k in declared] + new
+        cursors = read_cursors(instance, asset_key, order)
+        if not order:
+            return Plan(order, new, [], cursors)
         lag = conns.extractor(source).lag(cursors)  # one statement for every version
     head = lag.head.changed_at if lag.head else None
     lanes = plan_lanes(order, cursors, head, close, lag.rows_behind)

@@ -7,22 +7,25 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from dagster import Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, define_asset_job
 
 from etl_core import ConfigError, IndexVersion, Source, validate_versions
+from etl_core.lifecycle import Thresholds
 from etl_core.planner import CloseEnough
 from orchestration.assets import build_index_asset, build_source_asset
+from orchestration.checks import build_validation_checks
+from orchestration.migration import build_migration_jobs
 from orchestration.resources import SyncEngine
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive whole number")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {minimum}")
     return int(raw)
 
 
@@ -35,14 +38,18 @@ def build_definitions(
     catch_up_pages: int | None = None,
     cron: str | None = None,
     automation: bool | None = None,
+    read_alias: str | None = None,
+    thresholds: Thresholds | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
     Environment: ``ETL_SCHEDULE_CRON`` (default every minute); ``ETL_CLOSE_ENOUGH_S`` and
     ``ETL_CLOSE_ENOUGH_ROWS`` (how far behind the head a version may be and still share the live
     lane, default 300 s and 10 000 rows); ``ETL_CATCH_UP_PAGES`` (page budget of one catch-up run,
-    default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedule stopped (switch
-    them on in the UI).
+    default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedules stopped (switch
+    them on in the UI); ``ETL_READ_ALIAS`` (the alias readers query, default ``products``);
+    ``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (validation thresholds,
+    default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``).
     """
     validate_versions(versions, source.fields)
     close = close or CloseEnough(
@@ -53,21 +60,46 @@ def build_definitions(
     if automation is None:
         automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
 
+    read_alias = read_alias or os.environ.get("ETL_READ_ALIAS", "products")
+    thresholds = thresholds or Thresholds(
+        max_dead_letters=_env_int("ETL_MAX_DEAD_LETTERS", 0, minimum=0),
+        max_lag_rows=_env_int("ETL_MAX_LAG_ROWS", 0, minimum=0),
+        max_lag_seconds=float(_env_int("ETL_MAX_LAG_S", 300, minimum=0)),
+    )
+
     source_asset = build_source_asset(source)
-    index = build_index_asset(source, versions, source_asset)
+    index = build_index_asset(source, versions, source_asset, read_alias, close)
+    checks = build_validation_checks(source, list(versions), index, thresholds)
+    validate_job = define_asset_job(
+        "validate_version",
+        selection=AssetSelection.checks(checks),
+        description="Run the validation checks of one version partition (the cut-over gate).",
+    )
+    migration_jobs, migration_schedules = build_migration_jobs(
+        source,
+        versions,
+        index.key,
+        read_alias,
+        os.environ.get("ETL_RECONCILE_CRON", "0 3 * * *"),
+        automation,
+    )
     job = define_asset_job(
-        "sync_index", selection=[index], description="Sync a contiguous range of index versions in one lane."
+        "sync_index",
+        selection=AssetSelection.assets(index).without_checks(),
+        description="Sync a contiguous range of index versions in one lane.",
     )
     return Definitions(
         assets=[source_asset, index],
-        jobs=[job],
+        asset_checks=[checks],
+        jobs=[job, validate_job, *migration_jobs],
         sensors=[
             build_planner_sensor(source, versions, job, index.key, close, catch_up_pages, running=automation)
         ],
         schedules=[
             build_freshness_schedule(
                 source, versions, job, index.key, close, catch_up_pages, cron, running=automation
-            )
+            ),
+            *migration_schedules,
         ],
         resources={"sync_engine": sync_engine or SyncEngine.from_env()},
     )
