@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 WORDS = (
     "alpine amber arctic atlas aurora basalt birch breeze canyon cedar cobalt coral crimson delta "
@@ -203,7 +204,12 @@ def churn(
     stop = stop or threading.Event()
 
     def run(op: str, hold: float, op_seed: int) -> None:
-        _one_op(engine, random.Random(op_seed), op, hold)
+        try:
+            _one_op(engine, random.Random(op_seed), op, hold)
+        except DBAPIError:  # e.g. two writers picked the same row: churn goes on
+            with lock:
+                done["conflicts"] += 1
+            return
         with lock:
             done[op] += 1
             if hold:

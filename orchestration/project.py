@@ -15,6 +15,7 @@ from etl_core.planner import CloseEnough
 from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.checks import build_validation_checks
 from orchestration.migration import build_migration_jobs
+from orchestration.partitions import VERSION_PARTITIONS
 from orchestration.resources import SyncEngine
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
@@ -73,6 +74,7 @@ def build_definitions(
     validate_job = define_asset_job(
         "validate_version",
         selection=AssetSelection.checks(checks),
+        partitions_def=VERSION_PARTITIONS,
         description="Run the validation checks of one version partition (the cut-over gate).",
     )
     migration_jobs, migration_schedules = build_migration_jobs(

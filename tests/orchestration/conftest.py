@@ -57,6 +57,15 @@ def dagster_instance(
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+MIGRATION_OPS = {
+    "cut_over": "swap_read_alias",
+    "retire_version": "record_retirement",
+    "replay_dead_letters": "replay",
+    "reconcile": "reconcile_versions",
+}
+"""Each migration job's one op, whose config the job takes."""
+
+
 @dataclass
 class Project:
     """The project's definitions over this test's catalogue database and index names."""
@@ -100,6 +109,37 @@ class Project:
         return job.execute_in_process(
             instance=self.instance, tags=request.tags, run_config=request.run_config
         )
+
+    def run_job(self, name: str, **config: Any) -> ExecuteInProcessResult:
+        """Run one of the migration jobs with its op's config, as the launchpad would."""
+        assert self.defs is not None
+        return self.defs.resolve_job_def(name).execute_in_process(
+            instance=self.instance,
+            raise_on_error=False,
+            run_config={"ops": {MIGRATION_OPS[name]: {"config": config}}},
+        )
+
+    def validate(self, partition: str) -> dict[str, Any]:
+        """Run the validation checks of one partition; ``{check: (passed, description)}``."""
+        assert self.defs is not None
+        # the partition as a run tag, as the launchpad sets it (execute_in_process's own
+        # partition_key argument wants an asset in the selection, and this job has only checks)
+        result = self.defs.resolve_job_def("validate_version").execute_in_process(
+            instance=self.instance, tags={"dagster/partition": partition}
+        )
+        assert result.success
+        return {e.check_name: (e.passed, e.description) for e in result.get_asset_check_evaluations()}
+
+    def observation(self, partition: str) -> dict[str, Any]:
+        """The latest observation of a partition (reconcile and replay report there)."""
+        from dagster import AssetKey, AssetRecordsFilter
+
+        records = self.instance.fetch_observations(
+            AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]),
+            limit=1,
+        ).records
+        assert records and records[0].asset_observation is not None
+        return {k: v.value for k, v in records[0].asset_observation.metadata.items()}
 
     def metadata(self, partition: str) -> dict[str, Any]:
         """The latest materialisation's metadata of a version partition, as plain values."""
