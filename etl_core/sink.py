@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import RequestError, TransportError
+from opensearchpy.exceptions import RequestError, SSLError, TransportError
 from opensearchpy.serializer import JSONSerializer
 
 from etl_core.errors import ConfigError, SinkUnavailable
@@ -61,6 +61,8 @@ def make_client(
 
 
 def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, SSLError):
+        return False  # a certificate problem does not heal by waiting
     if isinstance(exc, OSConnectionError):
         return True
     return isinstance(exc, TransportError) and exc.status_code in _TRANSIENT_STATUS
@@ -126,7 +128,18 @@ class OpenSearchSink:
             return call_with_retry(
                 fn, retry_on=_transient_or_items, backoff=self.backoff, log_as="sink_retry", what=what
             )
+        except SSLError:
+            raise ConfigError(
+                f"{self.describe}: the TLS handshake failed while {what}. Set OPENSEARCH_CA_CERTS to "
+                "the CA bundle that signed the node's certificate (or OPENSEARCH_VERIFY_CERTS=false "
+                "for a test node)"
+            ) from None
         except (TransportError, _RetryableItems) as exc:
+            if exc.status_code == 401:
+                raise ConfigError(
+                    f"{self.describe} refused the credentials (401) while {what}: check "
+                    "OPENSEARCH_USER and OPENSEARCH_PASSWORD"
+                ) from None
             if not _transient_or_items(exc):
                 raise
             raise SinkUnavailable(

@@ -5,6 +5,7 @@
 #   scripts/services.sh status   exit 0 only if both answer
 #   scripts/services.sh down     stop both (data is kept)
 #   scripts/services.sh env      print the export lines for the local services
+#   scripts/services.sh stop-opensearch | start-opensearch   (fault-injection tests)
 #
 # Everything lives under .services/ (git-ignored). Both servers run as the unprivileged user
 # $SERVICES_USER, because OpenSearch (and PostgreSQL) refuse to run as root. The database password
@@ -156,10 +157,7 @@ status() {
   return $ok
 }
 
-down() {
-  if [ -f "$PG_DATA/PG_VERSION" ] && as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
-    as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
-  fi
+os_down() {
   if [ -f "$DIR/opensearch/pid" ]; then
     local pid; pid="$(cat "$DIR/opensearch/pid")"
     if kill "$pid" 2>/dev/null; then
@@ -170,10 +168,20 @@ down() {
   fi
 }
 
+down() {
+  if [ -f "$PG_DATA/PG_VERSION" ] && as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+    as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+  fi
+  os_down
+}
+
 case "${1:-}" in
   up) ensure_user; ensure_packages; ensure_env_file; chmod 755 "$DIR"; pg_up; os_up; status ;;
   status) status ;;
   down) down ;;
+  # for fault-injection tests: OpenSearch alone
+  stop-opensearch) os_down ;;
+  start-opensearch) os_up ;;
   env) ensure_env_file; cat "$ENV_FILE" ;;
   *) echo "usage: $0 up|status|down|env" >&2; exit 2 ;;
 esac
