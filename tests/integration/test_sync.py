@@ -33,6 +33,7 @@ def assert_parity(h: Harness, *versions: object) -> int:
         diff = [k for k in expected if expected[k] != actual[k]]
         assert not diff, f"{v.key}: documents differ, first keys {diff[:5]}"
         compared += len(expected)
+    print(f"parity: {compared} documents compared")
     return compared
 
 

@@ -169,5 +169,6 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     meta = project.metadata("v1")
     redone = meta["rows_read"] - (rows - checkpoint.key)
     assert 0 <= redone <= 100 * 5  # at most the pages acknowledged after the last checkpoint
+    print(f"kill -9 after {checkpoint.key} rows checkpointed: {redone // 100} pages redone")
     assert meta["cursor"]["key"] == rows and meta["caught_up"] is True
     assert_parity(h, v1)
