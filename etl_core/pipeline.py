@@ -19,6 +19,7 @@ from etl_core.extract import Extractor, normalise
 from etl_core.load import load, park_dead_letters
 from etl_core.logs import event
 from etl_core.model import PageProgress
+from etl_core.prefetch import prefetch
 from etl_core.progress import advance, checkpoint
 from etl_core.protocols import CursorStore, DeadLetterStore, Sink, Stage
 from etl_core.route import route
@@ -65,6 +66,7 @@ def sync(
     cursors: CursorStore,
     max_pages: int | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
+    prefetch_pages: int = 2,
 ) -> SyncResult:
     """Bring every version of the lane up to the source's high watermark with one extraction.
 
@@ -93,6 +95,7 @@ def sync(
     pipeline = compose(
         partial(normalise, source),
         route(versions, starts, source.record_to_json),
+        prefetch(prefetch_pages),
         load(sink),
         park_dead_letters(dead_letters, source.record_to_json),
         advance(starts),

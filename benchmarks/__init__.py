@@ -1,0 +1,1 @@
+"""Benchmarks: speed is measured here, side by side in one run, never by timed tests."""

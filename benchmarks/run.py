@@ -1,0 +1,237 @@
+"""``python -m benchmarks.run``: the pipeline measured against its ceilings, side by side.
+
+Everything runs in one process, on the same data and the same node, so the ratios mean something
+on a shared, noisy machine even when the absolute seconds do not. The last line of output is one
+JSON object (see benchmarks/README.md for the fields and the targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+
+from catalogue.generate import create_schema, generate, reset
+from catalogue.source import CATALOGUE
+from catalogue.versions import VERSIONS
+from etl_core import IndexVersion, sync
+from etl_core.connect import Connections
+from etl_core.cursor import external_version
+from etl_core.extract import normalise
+from etl_core.route import serialise
+from etl_core.settings import Settings, make_engine
+from etl_core.versions import BACKFILL_SETTINGS
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+PREFIX = "bench-"
+
+
+def log(message: str) -> None:
+    print(f"# {message}", file=sys.stderr, flush=True)
+
+
+def prepare_database(settings: Settings, rows: int, seed: int) -> Settings:
+    """A dedicated database ``bench`` holding exactly ``rows`` generated products (kept between
+    runs with the same size, so repeated benchmarks skip the data load)."""
+    admin = make_engine(settings.source_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = 'bench'")).first():
+            conn.execute(text("CREATE DATABASE bench"))
+    admin.dispose()
+    url = settings.source_url.set(database="bench")
+    engine = make_engine(url)
+    create_schema(engine)
+    with engine.connect() as conn:
+        have = conn.execute(text("SELECT count(*) FROM products")).scalar_one()
+    if have != rows:
+        log(f"generating {rows} rows (seed {seed})")
+        reset(engine)
+        generate(engine, rows, seed)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+    return dataclasses.replace(settings, source_url=url, state_url=url)
+
+
+def fresh(versions: list[IndexVersion[Any]], tag: str) -> list[IndexVersion[Any]]:
+    """The versions under new keys and index names: a measurement always starts from nothing."""
+    return [dataclasses.replace(v, key=f"{tag}{v.key}", index=f"{PREFIX}{tag}{v.index}") for v in versions]
+
+
+def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[float, Any]:
+    began = time.perf_counter()
+    result = sync(
+        versions,
+        extractor=conns.extractor(CATALOGUE),
+        sink=conns.sink,
+        dead_letters=conns.dead_letters,
+        cursors=conns.cursors,
+    )
+    return time.perf_counter() - began, result
+
+
+def extract_only(conns: Connections) -> tuple[float, int]:
+    extractor = conns.extractor(CATALOGUE)
+    began, rows = time.perf_counter(), 0
+    for page in normalise(CATALOGUE, extractor.pages(None, FAR_FUTURE)):
+        rows += len(page.changes)
+    return time.perf_counter() - began, rows
+
+
+def ceiling(conns: Connections, version: IndexVersion[Any]) -> tuple[float, int]:
+    """Raw ``_bulk`` of pre-serialised documents: the same documents, bodies and sizes the
+    pipeline sends, one request at a time; only the requests are timed."""
+    client = conns.client
+    index = f"{PREFIX}ceiling"
+    client.indices.delete(index=index, ignore_unavailable=True)
+    settings = {
+        **version.settings,
+        "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
+    }
+    client.indices.create(index=index, body={"settings": settings, "mappings": version.mappings})
+    extractor = conns.extractor(CATALOGUE)
+    spent, docs = 0.0, 0
+    for page in normalise(CATALOGUE, extractor.pages(None, FAR_FUTURE)):
+        lines = []
+        for change in page.changes:
+            meta = {
+                "index": {
+                    "_index": index,
+                    "_id": str(change.position.key),
+                    "version": external_version(change.position.changed_at),
+                    "version_type": "external_gte",
+                }
+            }
+            lines.append(orjson.dumps(meta).decode())
+            lines.append(serialise(version.transform(change.record)))
+        body = "\n".join(lines) + "\n"
+        began = time.perf_counter()
+        response = client.bulk(body=body)
+        spent += time.perf_counter() - began
+        assert not response["errors"], "the ceiling run must index every document"
+        docs += len(page.changes)
+    client.indices.delete(index=index)
+    return spent, docs
+
+
+def peak_rss(rows: int) -> float:
+    index = f"{PREFIX}rss-{uuid.uuid4().hex[:6]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.rss", "--rows", str(rows), "--index", index],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
+    return float(orjson.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--small-rows", type=int, default=100_000, help="the smaller table size for the peak-RSS comparison"
+    )
+    parser.add_argument("--versions", type=int, default=3, choices=(1, 2, 3))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI size: 30 000 rows, RSS at 5 000 and 30 000 (under two minutes)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.small_rows = 30_000, 5_000
+
+    base = Settings.from_env()
+    settings = prepare_database(base, args.rows, args.seed)
+    os.environ["SOURCE_DATABASE_URL"] = settings.source_url.render_as_string(hide_password=False)
+    os.environ["STATE_DATABASE_URL"] = os.environ["SOURCE_DATABASE_URL"]
+    conns = Connections(settings)
+    conns.state.create()
+    conns.client.indices.delete(index=f"{PREFIX}*", ignore_unavailable=True)
+    versions = list(VERSIONS[: args.versions])
+    run = uuid.uuid4().hex[:4]
+    r: dict[str, Any] = {
+        "rows": args.rows,
+        "versions": args.versions,
+        "page_size": settings.page_size,
+        "machine": platform.node(),
+        "cpus": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(),
+    }
+
+    log("extract only")
+    r["extract_only_s"], rows = extract_only(conns)
+    assert rows == args.rows
+    r["extract_rows_per_s"] = rows / r["extract_only_s"]
+
+    log("ceiling: raw _bulk of pre-serialised v1 documents")
+    bulk_s, docs = ceiling(conns, versions[0])
+    r["ceiling_s"], r["ceiling_docs_per_s"] = bulk_s, docs / bulk_s
+
+    log("pipeline: v1 alone")
+    s, _ = timed_sync(conns, fresh(versions[:1], f"p{run}"))
+    r["pipeline_1v_s"], r["pipeline_docs_per_s"] = s, args.rows / s
+
+    log(f"pipeline: {args.versions} versions in one lane")
+    shared = fresh(versions, f"s{run}")
+    s, result = timed_sync(conns, shared)
+    r["shared_3v_s"], r["shared_rows_read"] = s, result.rows_read
+    r["statements_shared"], r["pages"] = result.statements, result.pages
+
+    log(f"pipeline: the same {args.versions} versions as separate runs")
+    separate_s, separate_rows = 0.0, 0
+    for v in fresh(versions, f"x{run}"):
+        s, result = timed_sync(conns, [v])
+        separate_s += s
+        separate_rows += result.rows_read
+    r["separate_3v_s"], r["separate_rows_read"] = separate_s, separate_rows
+
+    log("incremental: 1 % of the rows changed, into the shared lane")
+    with conns.source_engine.begin() as conn:
+        changed = conn.execute(
+            text("UPDATE products SET price_cents = price_cents + 1 WHERE id % 100 = 0")
+        ).rowcount
+    s, result = timed_sync(conns, shared)
+    assert result.rows_read == changed
+    r["incremental_s"], r["incremental_rows"] = s, changed
+
+    log(f"peak RSS at {args.small_rows} and {args.rows} rows (separate processes)")
+    r["peak_rss_mb_small"] = peak_rss(args.small_rows)
+    r["peak_rss_mb_large"] = peak_rss(args.rows)
+    conns.client.indices.delete(index=f"{PREFIX}*", ignore_unavailable=True)
+    conns.close()
+
+    ratios = {
+        "pipeline_vs_ceiling": r["pipeline_docs_per_s"] / r["ceiling_docs_per_s"],
+        "shared_saving_vs_2_extractions": (r["separate_3v_s"] - r["shared_3v_s"]) / (2 * r["extract_only_s"]),
+        "rss_large_vs_small": r["peak_rss_mb_large"] / r["peak_rss_mb_small"],
+        "incremental_vs_full_3v": r["incremental_s"] / r["shared_3v_s"],
+    }
+    r.update(ratios)
+    targets = {
+        "pipeline_vs_ceiling": ">= 0.8",
+        "shared_saving_vs_2_extractions": ">= 0.8",
+        "rss_large_vs_small": "<= 1.15",
+        "incremental_vs_full_3v": "<= 0.02",
+    }
+    for key, value in r.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"{key:32} {shown:>20} {targets.get(key, '')}")
+    print(orjson.dumps(r).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
