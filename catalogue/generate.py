@@ -87,6 +87,9 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
                             rng.choice((0, 0, *range(1, 500))),
                         )
                     )
+            # fresh statistics first: otherwise the foreign-key checks of the next COPY are planned
+            # for an empty products table (a sequential scan per row, quadratic at a million)
+            cur.execute("ANALYZE products")
             with cur.copy("COPY product_categories (product_id, category_id) FROM STDIN") as copy:
                 for i in range(first, first + rows):
                     for c in rng.sample(category_ids, rng.randint(1, 3)):

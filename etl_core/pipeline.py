@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial, reduce
 from itertools import islice
@@ -54,7 +54,6 @@ class SyncResult:
     caught_up: bool = True
     duration_s: float = 0.0
     started_from: Cursor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sync(
