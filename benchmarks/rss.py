@@ -14,7 +14,6 @@ import orjson
 
 from catalogue.source import CATALOGUE, catalogue_select, products
 from catalogue.versions import V1
-from etl_core import sync
 from etl_core.connect import Connections
 from etl_core.settings import Settings
 
@@ -31,13 +30,7 @@ def main() -> None:
     conns.state.create()
     with conns.state.engine.begin() as conn:  # always a full backfill
         conn.execute(conns.state.cursors.delete().where(conns.state.cursors.c.version == version.key))
-    result = sync(
-        [version],
-        extractor=conns.extractor(source),
-        sink=conns.sink,
-        dead_letters=conns.dead_letters,
-        cursors=conns.cursors,
-    )
+    result = conns.sync(source, [version])
     conns.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sys.stdout.write(orjson.dumps({"rows": result.rows_read, "peak_rss_mb": peak_kb / 1024}).decode())

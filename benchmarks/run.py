@@ -24,7 +24,7 @@ from sqlalchemy import text
 from catalogue.generate import create_schema, generate, reset
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
-from etl_core import IndexVersion, sync
+from etl_core import IndexVersion
 from etl_core.connect import Connections
 from etl_core.cursor import external_version
 from etl_core.extract import normalise
@@ -70,13 +70,7 @@ def fresh(versions: list[IndexVersion[Any]], tag: str) -> list[IndexVersion[Any]
 
 def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[float, Any]:
     began = time.perf_counter()
-    result = sync(
-        versions,
-        extractor=conns.extractor(CATALOGUE),
-        sink=conns.sink,
-        dead_letters=conns.dead_letters,
-        cursors=conns.cursors,
-    )
+    result = conns.sync(CATALOGUE, versions)
     return time.perf_counter() - began, result
 
 

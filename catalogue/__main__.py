@@ -11,7 +11,7 @@ import orjson
 from catalogue.generate import churn, create_schema, generate, reset
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
-from etl_core import EtlError, sync
+from etl_core import EtlError
 from etl_core.connect import Connections
 from etl_core.settings import Settings
 
@@ -61,13 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 wanted = set(args.versions.split(","))
                 versions = [v for v in VERSIONS if v.key in wanted]
                 conns.state.create()
-                result = sync(
-                    versions,
-                    extractor=conns.extractor(CATALOGUE),
-                    sink=conns.sink,
-                    dead_letters=conns.dead_letters,
-                    cursors=conns.cursors,
-                )
+                result = conns.sync(CATALOGUE, versions)
                 for key, t in result.versions.items():
                     print(
                         f"{key}: indexed={t.indexed} deleted={t.deleted} stale={t.stale} "

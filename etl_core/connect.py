@@ -5,6 +5,7 @@ The CLI, the tests and the Dagster resources all build the same objects the same
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -12,11 +13,13 @@ from opensearchpy import OpenSearch
 from sqlalchemy import Engine
 
 from etl_core.extract import Extractor
+from etl_core.pipeline import SyncResult, sync
 from etl_core.retry import DEFAULT_BACKOFF, Backoff
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink, make_client
 from etl_core.source import Source
 from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
 
@@ -58,6 +61,14 @@ class Connections:
         kwargs.setdefault("page_size", self.settings.page_size)
         kwargs.setdefault("backoff", self.backoff)
         return Extractor(self.source_engine, source, **kwargs)
+
+    def sync(self, source: Source[R], versions: Sequence[IndexVersion[R]], **kwargs: Any) -> SyncResult:
+        """:func:`etl_core.sync` with these connections; any argument may be overridden."""
+        kwargs.setdefault("extractor", self.extractor(source))
+        kwargs.setdefault("sink", self.sink)
+        kwargs.setdefault("dead_letters", self.dead_letters)
+        kwargs.setdefault("cursors", self.cursors)
+        return sync(versions, **kwargs)
 
     def close(self) -> None:
         self.source_engine.dispose()

@@ -18,7 +18,7 @@ from dagster import (
     observable_source_asset,
 )
 
-from etl_core import IndexVersion, Source, sync
+from etl_core import IndexVersion, Source
 from etl_core.extract import Lag
 from etl_core.lifecycle import Lifecycles, lifecycle_state
 from etl_core.pipeline import SyncResult
@@ -97,13 +97,8 @@ def build_index_asset(
             conns.state.create()
             extractor = conns.extractor(source)
             try:
-                result = sync(
-                    lane,
-                    extractor=extractor,
-                    sink=conns.sink,
-                    dead_letters=conns.dead_letters,
-                    cursors=store,
-                    max_pages=config.max_pages or None,
+                result = conns.sync(
+                    source, lane, extractor=extractor, cursors=store, max_pages=config.max_pages or None
                 )
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
