@@ -75,6 +75,11 @@ class Project:
     engine: SyncEngine
     defs: Definitions | None = None
 
+    def pinned(self) -> Any:
+        """Dagster resolves definitions against a "current" defs-state storage kept in a context
+        variable, which in-process runs can leave pointing at a disposed instance; pin ours."""
+        return set_defs_state_storage(self.instance.defs_state_storage)
+
     def declare(self, versions: Sequence[IndexVersion[Any]], **kw: Any) -> Definitions:
         kw.setdefault("close", CloseEnough(timedelta(seconds=60), rows=150))
         kw.setdefault("catch_up_pages", 3)
@@ -84,7 +89,8 @@ class Project:
     def sensor_tick(self) -> SensorResult:
         """Evaluate the planner sensor and apply its partition requests, like the daemon does."""
         assert self.defs is not None
-        sensor = self.defs.resolve_sensor_def("migration_planner")
+        with self.pinned():
+            sensor = self.defs.resolve_sensor_def("migration_planner")
         ctx = build_sensor_context(
             instance=self.instance, resources={"sync_engine": self.engine}, definitions=self.defs
         )
@@ -98,14 +104,16 @@ class Project:
 
     def schedule_tick(self) -> list[RunRequest]:
         assert self.defs is not None
-        schedule = self.defs.resolve_schedule_def("keep_live_versions_fresh")
+        with self.pinned():
+            schedule = self.defs.resolve_schedule_def("keep_live_versions_fresh")
         ctx = build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine})
         result = schedule(ctx)
         return list(result) if isinstance(result, list) else []
 
     def execute(self, request: RunRequest) -> ExecuteInProcessResult:
         assert self.defs is not None
-        job = self.defs.resolve_job_def("sync_index")
+        with self.pinned():
+            job = self.defs.resolve_job_def("sync_index")
         return job.execute_in_process(
             instance=self.instance, tags=request.tags, run_config=request.run_config
         )
@@ -113,7 +121,9 @@ class Project:
     def run_job(self, name: str, **config: Any) -> ExecuteInProcessResult:
         """Run one of the migration jobs with its op's config, as the launchpad would."""
         assert self.defs is not None
-        return self.defs.resolve_job_def(name).execute_in_process(
+        with self.pinned():
+            job = self.defs.resolve_job_def(name)
+        return job.execute_in_process(
             instance=self.instance,
             raise_on_error=False,
             run_config={"ops": {MIGRATION_OPS[name]: {"config": config}}},
@@ -124,9 +134,9 @@ class Project:
         assert self.defs is not None
         # the partition as a run tag, as the launchpad sets it (execute_in_process's own
         # partition_key argument wants an asset in the selection, and this job has only checks)
-        result = self.defs.resolve_job_def("validate_version").execute_in_process(
-            instance=self.instance, tags={"dagster/partition": partition}
-        )
+        with self.pinned():
+            job = self.defs.resolve_job_def("validate_version")
+        result = job.execute_in_process(instance=self.instance, tags={"dagster/partition": partition})
         assert result.success
         return {e.check_name: (e.passed, e.description) for e in result.get_asset_check_evaluations()}
 

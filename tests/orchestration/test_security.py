@@ -54,7 +54,8 @@ def test_passwords_never_leak(
             ):
                 project.engine = sync_engine
                 project.declare([h.version(V1)])
-                job = project.defs.resolve_job_def("sync_index")
+                with project.pinned():
+                    job = project.defs.resolve_job_def("sync_index")
                 runs.append(
                     job.execute_in_process(instance=project.instance, tags=request.tags, raise_on_error=False)
                 )
