@@ -53,7 +53,6 @@ class SyncResult:
     statements: int = 0
     caught_up: bool = True
     duration_s: float = 0.0
-    started_from: Cursor | None = None
 
 
 def sync(
@@ -107,7 +106,6 @@ def sync(
     result = SyncResult(
         {v.key: VersionTotals(starts.get(v.key)) for v in versions},
         watermark.below,
-        started_from=start,
     )
     last_rows = extractor.page_size
     for progress in pipeline(iter(raw_pages)):

@@ -262,9 +262,6 @@ class OpenSearchSink:
         event("index_deleted", index=index)
         return True
 
-    def refresh(self, indices: Sequence[str]) -> None:
-        self._call("refresh", lambda: self.client.indices.refresh(index=",".join(indices)))
-
     def write(self, actions: Sequence[Action]) -> list[Outcome]:
         """One bulk stream for all actions; an outcome per action, in no fixed order.
 
