@@ -130,7 +130,7 @@ def test_declaring_v3_adds_its_partition_and_backfills_it_while_v1_v2_keep_synci
 def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project) -> None:
     """kill -9 mid-backfill: no materialisation, but checkpoints; the next run starts there."""
     h = project.harness
-    rows = 6000
+    rows = 15_000  # long enough that the kill always lands mid-run
     generate(h.source_engine, rows=rows, seed=13)
     v1 = h.version(V1)
     project.declare([v1])
