@@ -83,6 +83,9 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
     return meta, dead, cursors, validations, retirements
 
 
+_CREATED: set[tuple[str, str]] = set()
+
+
 class StateSchema:
     """Creates (idempotently) and names the state tables."""
 
@@ -92,9 +95,16 @@ class StateSchema:
         self.meta, self.dead_letters, self.cursors, self.validations, self.retirements = _tables(schema)
 
     def create(self) -> None:
+        """Idempotent, and done once per database and schema per process: the sensor, the
+        schedule and every run call it, and each call would otherwise cost a round of catalogue
+        queries."""
+        key = (self.engine.url.render_as_string(hide_password=True), self.schema)
+        if key in _CREATED:
+            return
         with self.engine.begin() as conn:
             conn.execute(CreateSchema(self.schema, if_not_exists=True))
             self.meta.create_all(conn, checkfirst=True)
+        _CREATED.add(key)
 
 
 def _payload(payload: Mapping[str, Any] | None) -> Any:
