@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = conns.sync(CATALOGUE, versions)
                 for key, t in result.versions.items():
                     print(
-                        f"{key}: indexed={t.indexed} deleted={t.deleted} stale={t.stale} "
+                        f"{key}: indexed={t.indexed} deleted={t.deleted} not_found={t.not_found} "
+                        f"stale={t.stale} "
                         f"dead_letters={t.dead_letters} cursor={t.cursor and t.cursor.to_json()}"
                     )
                 print(

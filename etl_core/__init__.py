@@ -4,7 +4,16 @@ No Dagster here, ever: the orchestration layer wraps these functions and protoco
 """
 
 from etl_core.cursor import Cursor
-from etl_core.errors import ConfigError, EtlError, ServiceUnavailable, SinkUnavailable, SourceUnavailable
+from etl_core.errors import (
+    ConfigError,
+    EtlError,
+    ServiceUnavailable,
+    SinkRefused,
+    SinkUnavailable,
+    SourceRefused,
+    SourceUnavailable,
+    StateUnavailable,
+)
 from etl_core.extract import Extractor
 from etl_core.pipeline import SyncResult, sync
 from etl_core.sink import OpenSearchSink, make_client
@@ -23,10 +32,13 @@ __all__ = [
     "PostgresCursorStore",
     "PostgresDeadLetterStore",
     "ServiceUnavailable",
+    "SinkRefused",
     "SinkUnavailable",
     "Source",
+    "SourceRefused",
     "SourceUnavailable",
     "StateSchema",
+    "StateUnavailable",
     "SyncResult",
     "make_client",
     "sync",

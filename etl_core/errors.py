@@ -21,3 +21,17 @@ class SourceUnavailable(ServiceUnavailable):
 
 class SinkUnavailable(ServiceUnavailable):
     """OpenSearch could not be written."""
+
+
+class SinkRefused(EtlError):
+    """OpenSearch answered, but refused a request that retrying cannot fix (a bad query, a
+    missing index). No cursor was moved."""
+
+
+class SourceRefused(EtlError):
+    """PostgreSQL answered, but refused a statement (a SQL error in the source's selectable, a
+    missing table or privilege). No cursor was moved."""
+
+
+class StateUnavailable(ServiceUnavailable):
+    """The state schema (cursors, dead letters) could not be read or written."""

@@ -13,22 +13,20 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from etl_core.cursor import Cursor
-from etl_core.errors import SourceUnavailable
+from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.model import Change, Page
-from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
+from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 from etl_core.source import WATERMARK_SQL, Source
 
 R = TypeVar("R")
 
 
-def _transient(exc: BaseException) -> bool:
-    """Connection-level failures are worth retrying; a SQL error in the source query is not."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+def _first_line(exc: DBAPIError) -> str:
+    """The server's message without the statement or its parameters."""
+    return f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +70,15 @@ class Extractor(Generic[R]):
 
         try:
             return call_with_retry(
-                once, retry_on=_transient, backoff=self.backoff, log_as="source_retry", what=what
+                once, retry_on=transient_db_error, backoff=self.backoff, log_as="source_retry", what=what
             )
-        except (OperationalError, DBAPIError) as exc:
-            if not _transient(exc):
-                raise
+        except DBAPIError as exc:
+            if not transient_db_error(exc):
+                raise SourceRefused(
+                    f"PostgreSQL refused the {what} statement of source {self.source.name!r}: "
+                    f"{_first_line(exc)}. Check the source's selectable and the role's privileges; "
+                    "no cursor was moved."
+                ) from None
             raise SourceUnavailable(
                 f"PostgreSQL source {self.source.name!r} could not be read ({what}) after "
                 f"{self.backoff.attempts} attempts: {type(exc.orig or exc).__name__}. Check that "

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql import Executable
 
 from etl_core.cursor import Cursor
 from etl_core.errors import EtlError
@@ -72,7 +74,7 @@ def validate(
     thresholds: Thresholds = Thresholds(),
 ) -> ValidationReport:
     """The four checks that gate a cut-over, from one streamed comparison of every document."""
-    drift = reconcile([version], extractor, sink, repair=False)[version.key]
+    drift = reconcile([version], extractor, sink, repair=False, dead_letters=dead_letters)[version.key]
     letters = dead_letters.count_open(version.key)
     cursor = cursors.load([version.key])[version.key]
     lag = extractor.lag({version.key: cursor})
@@ -81,9 +83,10 @@ def validate(
     checks = (
         CheckOutcome(
             "doc_count_matches_source",
-            drift.indexed == drift.expected,
-            f"{drift.indexed} documents, source selects {drift.expected}",
-            {"documents": drift.indexed, "source_rows": drift.expected},
+            drift.count_matches,
+            f"{drift.indexed} documents, source selects {drift.expected}"
+            + (f" (and {drift.dead_lettered} dead-lettered rows)" if drift.dead_lettered else ""),
+            {"documents": drift.indexed, "source_rows": drift.expected, "dead_lettered": drift.dead_lettered},
         ),
         CheckOutcome(
             "documents_match_transform",
@@ -120,12 +123,18 @@ class Lifecycles:
         self.state = state
 
     def record(self, report: ValidationReport) -> None:
+        stmt = self.state.validations.insert().values(
+            version=report.version, passed=report.passed, report=report.to_json()
+        )
+        self.state.call("recording a validation", lambda: self._write(stmt))
+
+    def _write(self, stmt: Executable) -> None:
         with self.state.engine.begin() as conn:
-            conn.execute(
-                self.state.validations.insert().values(
-                    version=report.version, passed=report.passed, report=report.to_json()
-                )
-            )
+            conn.execute(stmt)
+
+    def _rows(self, stmt: Executable) -> list[Any]:
+        with self.state.engine.connect() as conn:
+            return list(conn.execute(stmt).all())
 
     def latest_validation(self, version: str) -> tuple[bool, dict[str, Any], datetime] | None:
         t = self.state.validations
@@ -135,13 +144,12 @@ class Lifecycles:
             .order_by(t.c.id.desc())
             .limit(1)
         )
-        with self.state.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else (bool(row[0]), dict(row[1]), row[2])
+        rows = self.state.call("reading validations", lambda: self._rows(stmt))
+        return None if not rows else (bool(rows[0][0]), dict(rows[0][1]), rows[0][2])
 
     def retired(self) -> set[str]:
-        with self.state.engine.connect() as conn:
-            return {r[0] for r in conn.execute(select(self.state.retirements.c.version))}
+        stmt = select(self.state.retirements.c.version)
+        return {r[0] for r in self.state.call("reading retirements", lambda: self._rows(stmt))}
 
     def cut_over(self, version: IndexVersion[Any], alias: str, sink: OpenSearchSink) -> list[str]:
         """Point ``alias`` at the version's index in one atomic request, after restoring its
@@ -180,23 +188,26 @@ class Lifecycles:
         delete_after = datetime.now(UTC) + grace
         t = self.state.retirements
         stmt = insert(t).values(version=version.key, index_name=version.index, delete_after=delete_after)
-        with self.state.engine.begin() as conn:
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=[t.c.version]))
+        upsert = stmt.on_conflict_do_nothing(index_elements=[t.c.version])
+        self.state.call("recording a retirement", lambda: self._write(upsert))
         event("retired", version=version.key, index=version.index, delete_after=delete_after.isoformat())
         return delete_after
 
     def delete_expired(self, sink: OpenSearchSink) -> list[str]:
         """Delete the indices of versions retired longer than their grace period."""
         t = self.state.retirements
-        with self.state.engine.begin() as conn:
-            due = conn.execute(
+        due = self.state.call(
+            "reading retirements",
+            lambda: self._rows(
                 select(t.c.version, t.c.index_name).where(
                     t.c.deleted_at.is_(None), t.c.delete_after <= func.now()
                 )
-            ).all()
-            for version, index in due:
-                sink.delete_index(index)
-                conn.execute(t.update().where(t.c.version == version).values(deleted_at=func.now()))
+            ),
+        )
+        for version, index in due:
+            sink.delete_index(index)
+            done: Executable = t.update().where(t.c.version == version).values(deleted_at=func.now())
+            self.state.call("recording a deleted index", partial(self._write, done))
         return [index for _, index in due]
 
 

@@ -2,71 +2,119 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
-from etl_core.model import DeadLetter, RoutedPage
+from etl_core.model import Action, DeadLetter, RoutedPage, VersionBatch
 from etl_core.protocols import DeadLetterStore, Sink
 
 R = TypeVar("R")
 
 
-def load(sink: Sink) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
-    """Send every version's actions of a page together (one ``_bulk`` stream) and fold the
-    outcomes back into each version's batch. Per-document failures become dead letters of that
-    version only; the rest of the page proceeds."""
+def _prune_deletes(sink: Sink, batch: VersionBatch, index_is_new: bool) -> None:
+    """Drop the deletes that have nothing to delete, before they cost a write each.
+
+    A record a version's predicate rejects (or a soft-deleted row) becomes a delete, because it
+    may have matched before; mostly it did not. Into an index this run created nothing needs
+    deleting at all (within one run each key is read once, below a fixed watermark); elsewhere
+    one realtime ``_mget`` tells which of the page's deletes would find a document.
+    """
+    deletes = [a for a in batch.actions if a.op == "delete"]
+    if not deletes:
+        return
+    present = set() if index_is_new else sink.existing(deletes[0].index_name, [a.id for a in deletes])
+    keep: list[Action] = []
+    for action in batch.actions:
+        if action.op == "delete" and action.id not in present:
+            batch.not_found += 1
+            batch.written.append(action.id)  # the version holds no document for it: as wanted
+        else:
+            keep.append(action)
+    batch.actions = keep
+
+
+def load(
+    sink: Sink,
+    payload_of: Callable[[Any], Mapping[str, Any]],
+    new_indices: Collection[str] = (),
+) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
+    """Send every version's actions of a page together and fold the outcomes back into each
+    version's batch. Per-document failures become dead letters of that version only (with the
+    record's payload, so they can be replayed); the rest of the page proceeds.
+
+    ``new_indices``: keys of the versions whose index this run created (nothing to delete there).
+    """
 
     def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
         for routed in pages:
+            for key, batch in routed.batches.items():
+                _prune_deletes(sink, batch, key in new_indices)
             actions = [a for b in routed.batches.values() for a in b.actions]
             if actions:
+                by_key = {str(c.position.key): c for c in routed.page.changes}
                 for outcome in sink.write(actions):
                     batch = routed.batches[outcome.action.version]
-                    if outcome.status == "indexed":
-                        batch.indexed += 1
-                    elif outcome.status == "deleted":
-                        batch.deleted += 1
-                    elif outcome.status == "stale":
-                        batch.stale += 1
-                    else:  # completed with the record's payload by park_dead_letters
+                    status = outcome.status
+                    if status == "failed":
+                        change = by_key[outcome.action.id]
                         batch.dead_letters.append(
                             DeadLetter(
                                 outcome.action.version,
                                 outcome.action.id,
                                 outcome.reason or "rejected",
-                                None,
-                                None,
+                                change.position.changed_at,
+                                payload_of(change.record),
                             )
                         )
+                        continue
+                    if status == "indexed":
+                        batch.indexed += 1
+                    elif status == "deleted":
+                        batch.deleted += 1
+                    elif status == "not_found":
+                        batch.not_found += 1
+                    else:
+                        batch.stale += 1
+                        continue  # a newer write is there: it says nothing about this one
+                    batch.written.append(outcome.action.id)
             yield routed
 
     return stage
 
 
-def park_dead_letters(
-    store: DeadLetterStore, payload_of: Callable[[Any], Mapping[str, Any]]
-) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
+def park_dead_letters(store: DeadLetterStore) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
     """Write the page's dead letters durably *before* the cursor moves past them."""
 
     def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
         for routed in pages:
             letters = [d for b in routed.batches.values() for d in b.dead_letters]
             if letters:
-                by_key = {str(c.position.key): c for c in routed.page.changes}
-                store.put(
-                    [
-                        d
-                        if d.payload is not None
-                        else DeadLetter(
-                            d.version,
-                            d.key,
-                            d.reason,
-                            by_key[d.key].position.changed_at,
-                            payload_of(by_key[d.key].record),
-                        )
-                        for d in letters
-                    ]
-                )
+                store.put(letters)
+            yield routed
+
+    return stage
+
+
+def resolve_dead_letters(
+    store: DeadLetterStore, versions: Collection[str]
+) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
+    """A successful write of a key resolves that version's open letter for it: fresher data
+    fixed what failed before, so validation need not wait for a replay.
+
+    The open keys are read once per run; a page costs a statement only when it writes a key
+    that has a letter open."""
+
+    def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
+        open_keys = store.open_keys(versions)
+        for routed in pages:
+            for key, batch in routed.batches.items():
+                failed = {d.key for d in batch.dead_letters}
+                pending = open_keys.setdefault(key, set())
+                fixed = [k for k in batch.written if k in pending and k not in failed]
+                if fixed:
+                    store.resolve(key, fixed)
+                    pending.difference_update(fixed)
+                pending.update(failed)
             yield routed
 
     return stage

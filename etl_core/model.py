@@ -61,7 +61,7 @@ class Outcome(NamedTuple):
     """What OpenSearch said about one action, already classified."""
 
     action: Action
-    status: Literal["indexed", "deleted", "stale", "failed"]
+    status: Literal["indexed", "deleted", "not_found", "stale", "failed"]
     reason: str | None = None
 
 
@@ -75,7 +75,12 @@ class VersionBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     indexed: int = 0
     deleted: int = 0
+    not_found: int = 0
+    """Deletes with nothing to delete: known absent (a probe, or an index this run created) or
+    answered 404. Counted apart so that ``deleted`` means documents that left the index."""
     stale: int = 0
+    written: list[str] = field(default_factory=list)
+    """Ids this version wrote or deleted successfully: they resolve open dead letters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ class VersionProgress:
     cursor: Cursor | None
     indexed: int
     deleted: int
+    not_found: int
     stale: int
     dead_letters: int
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from etl_core.cursor import Cursor, lowest
 from etl_core.extract import Extractor, normalise
-from etl_core.load import load, park_dead_letters
+from etl_core.load import load, park_dead_letters, resolve_dead_letters
 from etl_core.logs import event
 from etl_core.model import PageProgress
 from etl_core.prefetch import prefetch
@@ -38,6 +38,7 @@ class VersionTotals:
     cursor: Cursor | None
     indexed: int = 0
     deleted: int = 0
+    not_found: int = 0
     stale: int = 0
     dead_letters: int = 0
 
@@ -75,8 +76,7 @@ def sync(
     began = time.perf_counter()
     source = extractor.source
     validate_versions(versions, source.fields)
-    for version in versions:
-        sink.ensure_index(version)
+    new_indices = sink.ensure_indices(versions)
 
     starts = cursors.load(v.key for v in versions)
     start = lowest(list(starts.values()))
@@ -94,8 +94,9 @@ def sync(
         partial(normalise, source),
         route(versions, starts, source.record_to_json),
         prefetch(prefetch_pages),
-        load(sink),
-        park_dead_letters(dead_letters, source.record_to_json),
+        load(sink, source.record_to_json, new_indices),
+        park_dead_letters(dead_letters),
+        resolve_dead_letters(dead_letters, [v.key for v in versions]),
         advance(starts),
         checkpoint(cursors, on_page),
     )
@@ -116,6 +117,7 @@ def sync(
             totals.cursor = vp.cursor
             totals.indexed += vp.indexed
             totals.deleted += vp.deleted
+            totals.not_found += vp.not_found
             totals.stale += vp.stale
             totals.dead_letters += vp.dead_letters
 

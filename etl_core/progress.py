@@ -31,6 +31,7 @@ def advance(
                     current[key],
                     batch.indexed,
                     batch.deleted,
+                    batch.not_found,
                     batch.stale,
                     len(batch.dead_letters),
                 )

@@ -28,14 +28,26 @@ class CursorStore(Protocol):
 
 
 class DeadLetterStore(Protocol):
+    """Durable letters; one open letter per (version, key), resolved when the key writes."""
+
     def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def open_keys(self, versions: Iterable[str]) -> dict[str, set[str]]: ...
+
+    def resolve(self, version: str, keys: Sequence[str]) -> None: ...
 
 
 class Sink(Protocol):
     """The search side. ``write`` returns one classified outcome per action, or raises
     :class:`~etl_core.errors.SinkUnavailable` once its retry budget is spent."""
 
-    def ensure_index(self, version: IndexVersion[Any]) -> bool: ...
+    def ensure_indices(self, versions: Sequence[IndexVersion[Any]]) -> set[str]:
+        """Create the missing indices, all or none; the keys of the versions created."""
+        ...
+
+    def existing(self, index: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the index holds a document for."""
+        ...
 
     def write(self, actions: Sequence[Action]) -> list[Outcome]: ...
 

@@ -23,11 +23,14 @@ from typing import TypeVar
 
 import orjson
 
+from etl_core.cursor import Cursor
 from etl_core.extract import Extractor, normalise
+from etl_core.load import load, park_dead_letters
 from etl_core.logs import event
-from etl_core.model import Action, Outcome
-from etl_core.protocols import SearchIndex
-from etl_core.route import serialise
+from etl_core.model import Action, Outcome, RoutedPage, VersionBatch
+from etl_core.protocols import DeadLetterStore, SearchIndex
+from etl_core.route import route_page
+from etl_core.source import Source
 from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
@@ -48,6 +51,14 @@ class Drift:
     )
     examples: dict[str, list[str]] = field(default_factory=dict)
     repaired: int = 0
+    dead_lettered: int = 0
+    """Rows whose key has an open dead letter: the letter accounts for them, not ``expected``."""
+    lettered_indexed: int = 0
+    """Of those, the ones with a (previous) document still in the index."""
+
+    @property
+    def count_matches(self) -> bool:
+        return self.indexed == self.expected + self.lettered_indexed
 
     def note(self, kind: str, key: str) -> None:
         self.counts[kind] += 1
@@ -78,45 +89,56 @@ def reconcile(
     index: SearchIndex,
     *,
     repair: bool,
+    dead_letters: DeadLetterStore,
 ) -> dict[str, Drift]:
+    """What a version expects is what a sync would send (``route_page``, the same rule), so
+    the two cannot disagree. A key with an open dead letter is counted as ``dead_lettered``, not
+    missing, and is not re-sent: its letter says why, and replay is the way to retry it. A
+    repair that fails again becomes (or refreshes) that key's dead letter."""
     source = extractor.source
     drifts = {v.key: Drift(v.key) for v in versions}
+    lettered = dead_letters.open_keys(v.key for v in versions)
+    nobody: dict[str, Cursor | None] = {v.key: None for v in versions}
 
     for page in normalise(source, extractor.pages(None, _FAR_FUTURE)):
         ids = [str(c.position.key) for c in page.changes]
+        routed = route_page(page, versions, nobody, source.record_to_json)
         for version in versions:
             drift, fixes = drifts[version.key], []
+            batch = routed.batches[version.key]
+            open_letters = lettered.get(version.key, set())
+            drift.untransformable += len(batch.dead_letters)  # the dead-letter check counts them
             found = index.fetch(version.index, ids)
-            for doc_id, change in zip(ids, page.changes, strict=True):
-                have = found.get(doc_id)
-                if change.deleted or not version.wants(change.record):
+            for action in batch.actions:
+                have = found.get(action.id)
+                if action.op == "delete":
                     if have is not None:
-                        drift.note("unexpected", doc_id)
-                        fixes.append(Action(version.key, version.index, "delete", doc_id, None, None))
+                        drift.note("unexpected", action.id)
+                        fixes.append(action._replace(external_version=None))
                     continue
-                try:
-                    body = serialise(version.transform(change.record))
-                except Exception:
-                    drift.untransformable += 1  # a dead letter: the dead-letter check counts it
+                if action.id in open_letters:
+                    drift.dead_lettered += 1
+                    drift.lettered_indexed += have is not None
                     continue
                 drift.expected += 1
+                assert action.body is not None
                 if have is None:
-                    drift.note("missing", doc_id)
-                elif have[1] != orjson.loads(body):
-                    drift.note("different", doc_id)
+                    drift.note("missing", action.id)
+                elif have[1] != orjson.loads(action.body):
+                    drift.note("different", action.id)
                 else:
                     continue
-                fixes.append(Action(version.key, version.index, "index", doc_id, None, body))
+                fixes.append(action._replace(external_version=None))
             if repair and fixes:
-                drift.repaired += _applied(index.write(fixes))
+                drift.repaired += _repair(routed, version.key, fixes, index, dead_letters, source)
 
     for version in versions:
         drift = drifts[version.key]
-        for batch in index.scan_ids(version.index):
-            drift.indexed += len(batch)
-            keys = [source.key_from_id(doc_id) for doc_id, _ in batch]
+        for batch_ids in index.scan_ids(version.index):
+            drift.indexed += len(batch_ids)
+            keys = [source.key_from_id(doc_id) for doc_id, _ in batch_ids]
             existing = {str(k) for k in extractor.existing(keys)}
-            orphans = [(doc_id, v) for doc_id, v in batch if doc_id not in existing]
+            orphans = [(doc_id, v) for doc_id, v in batch_ids if doc_id not in existing]
             for doc_id, _ in orphans:
                 drift.note("orphan", doc_id)
             if repair and orphans:
@@ -130,9 +152,26 @@ def reconcile(
             expected=drift.expected,
             indexed=drift.indexed,
             repaired=drift.repaired,
+            dead_lettered=drift.dead_lettered,
             **drift.counts,
         )
     return drifts
+
+
+def _repair(
+    routed: RoutedPage[R],
+    version: str,
+    fixes: list[Action],
+    index: SearchIndex,
+    dead_letters: DeadLetterStore,
+    source: Source[R],
+) -> int:
+    """Write ``fixes`` through the normal load stage, so a refusal is parked as a letter."""
+    batch = VersionBatch(version, None, actions=fixes)
+    page = RoutedPage(routed.page, {version: batch})
+    for done in park_dead_letters(dead_letters)(load(index, source.record_to_json)(iter([page]))):
+        written = done.batches[version]
+    return written.indexed + written.deleted
 
 
 def _applied(outcomes: list[Outcome]) -> int:

@@ -62,7 +62,7 @@ def replay_dead_letters(
                     ]
                 )
             failing: set[str] = set()
-            for done in park_dead_letters(dead_letters, source.record_to_json)(load(sink)(iter(routed))):
+            for done in park_dead_letters(dead_letters)(load(sink, source.record_to_json)(iter(routed))):
                 failing |= {d.key for d in done.batches[version.key].dead_letters}
             ok = [k for k in chunk if k in present and k not in failing]
             dead_letters.resolve(version.key, ok + gone)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from etl_core.logs import event
 
 T = TypeVar("T")
@@ -59,3 +61,10 @@ def call_with_retry(
             )
             sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def transient_db_error(exc: BaseException) -> bool:
+    """Connection-level failures are worth retrying; a SQL error is not."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -8,10 +8,16 @@ from typing import Any
 import orjson
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import RequestError, SSLError, TransportError
+from opensearchpy.exceptions import (
+    ImproperlyConfigured,
+    OpenSearchException,
+    RequestError,
+    SSLError,
+    TransportError,
+)
 from opensearchpy.serializer import JSONSerializer
 
-from etl_core.errors import ConfigError, SinkUnavailable
+from etl_core.errors import ConfigError, EtlError, SinkRefused, SinkUnavailable
 from etl_core.logs import event
 from etl_core.model import Action, Outcome
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry
@@ -26,7 +32,7 @@ class OrjsonSerializer(JSONSerializer):
     """orjson for the bulk metadata lines; bodies arrive pre-serialised and pass through."""
 
     def dumps(self, data: Any) -> Any:
-        if isinstance(data, str):
+        if isinstance(data, str | bytes):
             return data
         return orjson.dumps(data, default=self.default).decode()
 
@@ -92,7 +98,7 @@ def _classify(action: Action, ok: bool, item: dict[str, Any]) -> Outcome | int:
     if status == 409:
         return Outcome(action, "stale")  # external_gte refused an older write: by design
     if action.op == "delete" and status == 404:
-        return Outcome(action, "deleted")  # nothing to delete is what a delete wants
+        return Outcome(action, "not_found")  # nothing to delete is what a delete wants
     if status in _TRANSIENT_STATUS:
         return status
     error = item.get("error") or {}
@@ -124,55 +130,88 @@ class OpenSearchSink:
         self.requests = 0
 
     def _call(self, what: str, fn: Any) -> Any:
+        """``fn`` with the sink's one retry budget; what escapes is one of the project's errors."""
         try:
             return call_with_retry(
                 fn, retry_on=_transient_or_items, backoff=self.backoff, log_as="sink_retry", what=what
             )
-        except SSLError:
-            raise ConfigError(
+        except (OpenSearchException, _RetryableItems) as exc:
+            raise self._failure(exc, what) from None
+
+    def _failure(self, exc: OpenSearchException | _RetryableItems, what: str) -> EtlError:
+        """An opensearch-py exception as the project's error that says what to do about it."""
+        if isinstance(exc, SSLError):
+            return ConfigError(
                 f"{self.describe}: the TLS handshake failed while {what}. Set OPENSEARCH_CA_CERTS to "
                 "the CA bundle that signed the node's certificate (or OPENSEARCH_VERIFY_CERTS=false "
                 "for a test node)"
-            ) from None
-        except (TransportError, _RetryableItems) as exc:
-            if exc.status_code == 401:
-                raise ConfigError(
-                    f"{self.describe} refused the credentials (401) while {what}: check "
-                    "OPENSEARCH_USER and OPENSEARCH_PASSWORD"
-                ) from None
-            if not _transient_or_items(exc):
-                raise
-            raise SinkUnavailable(
+            )
+        status = getattr(exc, "status_code", None)
+        if status == 401:
+            return ConfigError(
+                f"{self.describe} refused the credentials (401) while {what}: check "
+                "OPENSEARCH_USER and OPENSEARCH_PASSWORD"
+            )
+        if isinstance(exc, ImproperlyConfigured):
+            return ConfigError(f"{self.describe}: the client is misconfigured while {what}: {exc}")
+        if _transient_or_items(exc):
+            return SinkUnavailable(
                 f"{self.describe} did not accept {what} after {self.backoff.attempts} attempts "
-                f"({type(exc).__name__}, status {getattr(exc, 'status_code', 'n/a')}). Check that "
+                f"({type(exc).__name__}, status {status or 'n/a'}). Check that "
                 "the node is up and OPENSEARCH_URL points at it; no cursor was moved."
-            ) from None
+            )
+        reason = _reason(exc) if isinstance(exc, TransportError) else type(exc).__name__
+        return SinkRefused(
+            f"{self.describe} refused {what} (status {status or 'n/a'}: {reason}); retrying will "
+            "not help. No cursor was moved."
+        )
 
     def ensure_index(self, version: IndexVersion[Any]) -> bool:
         """Create the version's index if missing (idempotent); new indices start in backfill mode."""
+        return version.key in self.ensure_indices([version])
 
-        def create() -> bool:
-            if self.client.indices.exists(index=version.index):
-                return False
-            settings = {
-                **version.settings,
-                "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
-            }
-            try:
-                self.client.indices.create(
-                    index=version.index, body={"settings": settings, "mappings": version.mappings}
+    def ensure_indices(self, versions: Sequence[IndexVersion[Any]]) -> set[str]:
+        """Create the missing indices of ``versions``, all or none; returns the keys created.
+
+        OpenSearch has no dry run for index creation (a probe index costs what the real one
+        does), so a refusal rolls back: the indices this call created are deleted again before
+        the error is raised, and a fixed declaration starts from a clean slate.
+        """
+        created: list[IndexVersion[Any]] = []
+        try:
+            for version in versions:
+                if self._call(f"creating index {version.index}", lambda v=version: self._create(v)):
+                    created.append(version)
+        except ConfigError:
+            for version in created:
+                self._call(
+                    f"rolling back index {version.index}",
+                    lambda v=version: self.client.indices.delete(index=v.index, ignore=[404]),
                 )
-            except RequestError as exc:
-                if exc.error == "resource_already_exists_exception":
-                    return False
-                raise ConfigError(
-                    f"version {version.key!r}: OpenSearch refused index {version.index!r}: "
-                    f"{exc.error}: {_reason(exc)}. Fix the version's mappings or settings."
-                ) from None
-            event("index_created", version=version.key, index=version.index)
-            return True
+                event("index_rolled_back", version=version.key, index=version.index)
+            raise
+        return {v.key for v in created}
 
-        return bool(self._call(f"creating index {version.index}", create))
+    def _create(self, version: IndexVersion[Any]) -> bool:
+        if self.client.indices.exists(index=version.index):
+            return False
+        settings = {
+            **version.settings,
+            "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
+        }
+        try:
+            self.client.indices.create(
+                index=version.index, body={"settings": settings, "mappings": version.mappings}
+            )
+        except RequestError as exc:
+            if exc.error == "resource_already_exists_exception":
+                return False
+            raise ConfigError(
+                f"version {version.key!r}: OpenSearch refused index {version.index!r}: "
+                f"{exc.error}: {_reason(exc)}. Fix the version's mappings or settings."
+            ) from None
+        event("index_created", version=version.key, index=version.index)
+        return True
 
     def finish_backfill(self, version: IndexVersion[Any]) -> None:
         """Restore serving settings (refresh, replicas) if the backfill ones are still on, and
@@ -203,42 +242,48 @@ class OpenSearchSink:
         return {d["_id"]: (int(d["_version"]), d["_source"]) for d in body["docs"] if d.get("found")}
 
     def scan_ids(self, index: str, batch: int = 1000) -> Iterator[list[tuple[str, int]]]:
-        """Every document id and version of an index, in batches: a point in time and
-        ``search_after`` (sorted by ``_id``), so the walk is consistent and memory stays flat."""
-        pit = self._call(
-            "opening a point in time", lambda: self.client.create_pit(index=index, keep_alive="2m")
-        )["pit_id"]
+        """Every document id and version of an index, in batches, in index order.
+
+        A scroll sorted on ``_doc``: a consistent snapshot, memory stays flat, and nothing is
+        sorted on ``_id`` (whose fielddata OpenSearch deprecates). A point in time with
+        ``search_after`` would need a unique sort value, and ``_doc`` is unique only per shard.
+        """
+        hits = helpers.scan(
+            self.client,
+            index=index,
+            query={"query": {"match_all": {}}, "_source": False, "version": True},
+            size=batch,
+            scroll="2m",
+            preserve_order=False,
+        )
+        page: list[tuple[str, int]] = []
         try:
-            after: list[Any] | None = None
-            while True:
-                body: dict[str, Any] = {
-                    "size": batch,
-                    "_source": False,
-                    "version": True,
-                    "pit": {"id": pit, "keep_alive": "2m"},
-                    "sort": [{"_id": "asc"}],
-                }
-                if after is not None:
-                    body["search_after"] = after
-                hits = self._call(f"scanning {index}", lambda b=body: self.client.search(body=b))["hits"][
-                    "hits"
-                ]
-                if not hits:
-                    return
-                yield [(h["_id"], int(h["_version"])) for h in hits]
-                after = hits[-1]["sort"]
-        finally:
-            self.client.delete_pit(body={"pit_id": [pit]}, ignore=[404])
+            for hit in hits:
+                page.append((hit["_id"], int(hit["_version"])))
+                if len(page) >= batch:
+                    yield page
+                    page = []
+        except OpenSearchException as exc:
+            raise self._failure(exc, f"scanning {index}") from None
+        if page:
+            yield page
 
     def count(self, index: str) -> int:
-        self.client.indices.refresh(index=index)
-        return int(self._call(f"counting {index}", lambda: self.client.count(index=index))["count"])
+        def refresh_and_count() -> int:
+            self.client.indices.refresh(index=index)
+            return int(self.client.count(index=index)["count"])
+
+        return int(self._call(f"counting {index}", refresh_and_count))
 
     def alias_targets(self, alias: str) -> list[str]:
         """The indices an alias names (none if the alias does not exist)."""
-        if not self.client.indices.exists_alias(name=alias):
-            return []
-        return sorted(self.client.indices.get_alias(name=alias))
+
+        def targets() -> list[str]:
+            if not self.client.indices.exists_alias(name=alias):
+                return []
+            return sorted(self.client.indices.get_alias(name=alias))
+
+        return list(self._call(f"reading alias {alias}", targets))
 
     def point_alias(self, alias: str, index: str) -> list[str]:
         """Point ``alias`` at ``index`` alone, in one atomic ``_aliases`` request; readers see
@@ -256,49 +301,108 @@ class OpenSearchSink:
         return before
 
     def delete_index(self, index: str) -> bool:
-        if not self.client.indices.exists(index=index):
+        if not self._call(f"looking up {index}", lambda: self.client.indices.exists(index=index)):
             return False
-        self._call(f"deleting {index}", lambda: self.client.indices.delete(index=index))
+        self._call(f"deleting {index}", lambda: self.client.indices.delete(index=index, ignore=[404]))
         event("index_deleted", index=index)
         return True
 
-    def write(self, actions: Sequence[Action]) -> list[Outcome]:
-        """One bulk stream for all actions; an outcome per action, in no fixed order.
+    def existing(self, index: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` have a document (one realtime ``_mget``, no sources)."""
+        if not ids:
+            return set()
+        body = self._call(
+            f"probing {len(ids)} documents of {index}",
+            lambda: self.client.mget(
+                index=index, body={"ids": list(ids)}, params={"_source": "false", "realtime": "true"}
+            ),
+        )
+        return {d["_id"] for d in body["docs"] if d.get("found")}
 
-        Retries resend only what has no final answer yet (429/5xx items, or everything after a
-        connection drop); external versions make a resend harmless either way.
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        """Outcomes for ``actions``, one each, in no fixed order.
+
+        Requests are built here, not by the client's bulk helpers, so that ``max_chunk_bytes`` is
+        a true bound: a request with several actions never exceeds it, and a document larger than
+        it travels alone. A request the cluster refuses as too large (413: its
+        ``http.max_content_length``, or a proxy's limit) is split in halves until the one
+        document that is too large stands alone; that one becomes a failed outcome (a dead
+        letter), the rest proceeds. Retries resend only what has no final answer yet (429/5xx
+        items, or everything after a connection drop); external versions make a resend harmless.
         """
         outcomes: list[Outcome] = []
-        pending = {(a.index_name, a.id): a for a in actions}
+        pending = {(a.index_name, a.id): (a, _encode(a)) for a in actions}
 
         def attempt() -> None:
-            self.requests += 1
             status = 0
-            for ok, info in helpers.streaming_bulk(
-                self.client,
-                list(pending.values()),
-                chunk_size=self.chunk_size,
-                max_chunk_bytes=self.max_chunk_bytes,
-                expand_action_callback=_expand,
-                raise_on_error=False,
-                raise_on_exception=True,
-                max_retries=2,
-                initial_backoff=1,
-                max_backoff=10,
-            ):
-                item = next(iter(info.values()))
-                key = (item["_index"], item["_id"])
-                result = _classify(pending[key], ok, item)
-                if isinstance(result, int):
-                    status = result  # stays pending
-                else:
-                    outcomes.append(result)
-                    del pending[key]
+            for chunk in _chunks(list(pending.values()), self.max_chunk_bytes, self.chunk_size):
+                for result in self._send(chunk):
+                    if isinstance(result, int):
+                        status = result  # stays pending
+                    else:
+                        outcomes.append(result)
+                        del pending[(result.action.index_name, result.action.id)]
             if pending:
                 raise _RetryableItems(status)
 
         self._call(f"a bulk of {len(actions)} actions", attempt)
         return outcomes
+
+    def _send(self, chunk: list[tuple[Action, bytes]]) -> list[Outcome | int]:
+        """One ``_bulk`` request; on 413, the two halves of it, down to single documents."""
+        self.requests += 1
+        try:
+            response = self.client.bulk(body=b"".join(line for _, line in chunk))
+        except TransportError as exc:
+            if exc.status_code != 413:
+                raise
+            if len(chunk) > 1:
+                half = len(chunk) // 2
+                return self._send(chunk[:half]) + self._send(chunk[half:])
+            action, line = chunk[0]
+            return [
+                Outcome(
+                    action,
+                    "failed",
+                    f"too large: the {action.op} request for this document is {len(line)} bytes and "
+                    f"{self.describe} refused it (413 Request Entity Too Large: its "
+                    "http.max_content_length, or a proxy's body limit, is smaller). Shrink the "
+                    "document in the version's transform, or raise the cluster's limit",
+                )
+            ]
+        by_key = {(a.index_name, a.id): a for a, _ in chunk}
+        results: list[Outcome | int] = []
+        for item in response["items"]:
+            info = next(iter(item.values()))
+            status = int(info.get("status", 500))
+            action = by_key[(info["_index"], info["_id"])]
+            results.append(_classify(action, 200 <= status < 300, info))
+        return results
+
+
+def _encode(action: Action) -> bytes:
+    """The action's lines of a ``_bulk`` body: metadata, then the document (if any)."""
+    meta, body = _expand(action)
+    line = orjson.dumps(meta) + b"\n"
+    return line if body is None else line + body.encode() + b"\n"
+
+
+def _chunks(
+    encoded: list[tuple[Action, bytes]], max_bytes: int, max_actions: int
+) -> Iterator[list[tuple[Action, bytes]]]:
+    """Greedy requests of at most ``max_bytes`` and ``max_actions``; an action larger than
+    ``max_bytes`` on its own makes a request of one."""
+    chunk: list[tuple[Action, bytes]] = []
+    size = 0
+    for item in encoded:
+        n = len(item[1])
+        if chunk and (size + n > max_bytes or len(chunk) >= max_actions):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
 
 
 def _transient_or_items(exc: BaseException) -> bool:

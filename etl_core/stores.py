@@ -6,8 +6,8 @@ extraction role needs no write access to the source tables either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -25,10 +25,14 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
+from sqlalchemy.sql import Executable
 
 from etl_core.cursor import Cursor
+from etl_core.errors import ConfigError, StateUnavailable
 from etl_core.model import DeadLetter
+from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 
 
 def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
@@ -84,15 +88,47 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
 
 
 _CREATED: set[tuple[str, str]] = set()
+T = TypeVar("T")
+
+
+def _rows(engine: Engine, stmt: Executable) -> Sequence[Any]:
+    with engine.connect() as conn:
+        return conn.execute(stmt).all()
+
+
+def _execute(engine: Engine, stmt: Executable, rows: list[dict[str, Any]] | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
 
 
 class StateSchema:
-    """Creates (idempotently) and names the state tables."""
+    """Creates (idempotently) and names the state tables; every state operation goes through
+    :meth:`call`, so what escapes is one of the project's errors."""
 
-    def __init__(self, engine: Engine, schema: str = "etl_state") -> None:
+    def __init__(self, engine: Engine, schema: str = "etl_state", backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.engine = engine
         self.schema = schema
+        self.backoff = backoff
         self.meta, self.dead_letters, self.cursors, self.validations, self.retirements = _tables(schema)
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn`` with retries on connection failures; then a clear error, no traceback."""
+        try:
+            return call_with_retry(
+                fn, retry_on=transient_db_error, backoff=self.backoff, log_as="state_retry", what=what
+            )
+        except DBAPIError as exc:
+            where = f"the state schema {self.schema!r} ({what})"
+            if transient_db_error(exc):
+                raise StateUnavailable(
+                    f"{where} could not be reached after {self.backoff.attempts} attempts: "
+                    f"{type(exc.orig).__name__}. Check STATE_DATABASE_URL; no cursor was moved."
+                ) from None
+            raise ConfigError(
+                f"{where} was refused: {type(exc.orig).__name__}: "
+                f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ''}. The state role "
+                "needs CREATE on the database (or an existing schema) and write access to it"
+            ) from None
 
     def create(self) -> None:
         """Idempotent, and done once per database and schema per process: the sensor, the
@@ -101,9 +137,13 @@ class StateSchema:
         key = (self.engine.url.render_as_string(hide_password=True), self.schema)
         if key in _CREATED:
             return
-        with self.engine.begin() as conn:
-            conn.execute(CreateSchema(self.schema, if_not_exists=True))
-            self.meta.create_all(conn, checkfirst=True)
+
+        def create() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(CreateSchema(self.schema, if_not_exists=True))
+                self.meta.create_all(conn, checkfirst=True)
+
+        self.call("creating its tables", create)
         _CREATED.add(key)
 
 
@@ -142,34 +182,45 @@ class PostgresDeadLetterStore:
             }
             for d in letters
         ]
-        with self.state.engine.begin() as conn:
-            conn.execute(stmt, rows)
+        self.state.call("writing dead letters", lambda: _execute(self.state.engine, stmt, rows))
 
     def count_open(self, version: str) -> int:
         table = self.state.dead_letters
         stmt = select(func.count()).where(table.c.version == version, table.c.resolved_at.is_(None))
-        with self.state.engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+        return int(self.state.call("counting dead letters", lambda: _rows(self.state.engine, stmt))[0][0])
+
+    def open_keys(self, versions: Iterable[str]) -> dict[str, set[str]]:
+        table = self.state.dead_letters
+        wanted = list(versions)
+        found: dict[str, set[str]] = {v: set() for v in wanted}
+        stmt = select(table.c.version, table.c.key).where(
+            table.c.version.in_(wanted), table.c.resolved_at.is_(None)
+        )
+        for version, key in self.state.call(
+            "reading open dead letters", lambda: _rows(self.state.engine, stmt)
+        ):
+            found[version].add(key)
+        return found
 
     def resolve(self, version: str, keys: Sequence[str]) -> None:
         """A later write of these keys succeeded (replay, or simply fresher data)."""
         if not keys:
             return
         table = self.state.dead_letters
-        with self.state.engine.begin() as conn:
-            conn.execute(
-                table.update()
-                .where(table.c.version == version, table.c.key.in_(list(keys)), table.c.resolved_at.is_(None))
-                .values(resolved_at=func.now())
-            )
+        stmt = (
+            table.update()
+            .where(table.c.version == version, table.c.key.in_(list(keys)), table.c.resolved_at.is_(None))
+            .values(resolved_at=func.now())
+        )
+        self.state.call("resolving dead letters", lambda: _execute(self.state.engine, stmt))
 
     def open_letters(self, version: str | None = None) -> list[dict[str, Any]]:
         table = self.state.dead_letters
         stmt = select(table).where(table.c.resolved_at.is_(None)).order_by(table.c.version, table.c.key)
         if version is not None:
             stmt = stmt.where(table.c.version == version)
-        with self.state.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
+        rows = self.state.call("reading dead letters", lambda: _rows(self.state.engine, stmt))
+        return [dict(r._mapping) for r in rows]
 
 
 class PostgresCursorStore:
@@ -183,11 +234,9 @@ class PostgresCursorStore:
         wanted = list(versions)
         table = self.state.cursors
         found: dict[str, Cursor | None] = dict.fromkeys(wanted)
-        with self.state.engine.connect() as conn:
-            for v, changed_at, key in conn.execute(
-                select(table.c.version, table.c.changed_at, table.c.key).where(table.c.version.in_(wanted))
-            ):
-                found[v] = Cursor(changed_at, key)
+        stmt = select(table.c.version, table.c.changed_at, table.c.key).where(table.c.version.in_(wanted))
+        for v, changed_at, key in self.state.call("reading cursors", lambda: _rows(self.state.engine, stmt)):
+            found[v] = Cursor(changed_at, key)
         return found
 
     def save(self, cursors: Mapping[str, Cursor]) -> None:
@@ -205,8 +254,5 @@ class PostgresCursorStore:
             where=tuple_(table.c.changed_at, table.c.key)
             < tuple_(stmt.excluded.changed_at, stmt.excluded.key),
         )
-        with self.state.engine.begin() as conn:
-            conn.execute(
-                stmt,
-                [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in cursors.items()],
-            )
+        rows = [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in cursors.items()]
+        self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, rows))

@@ -46,6 +46,7 @@ def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]
         "cursor_key": MetadataValue.text(str(cursor.key) if cursor else ""),
         "docs_indexed": MetadataValue.int(totals.indexed),
         "docs_deleted": MetadataValue.int(totals.deleted),
+        "delete_not_found": MetadataValue.int(totals.not_found),
         "stale_skipped": MetadataValue.int(totals.stale),
         "dead_letters": MetadataValue.int(totals.dead_letters),
         "lag_seconds": MetadataValue.float(-1.0 if math.isinf(seconds) else round(seconds, 3)),

@@ -125,7 +125,13 @@ def build_migration_jobs(
             conns.state.create()
             life = Lifecycles(conns.state)
             chosen = pick(context, config.versions, life.retired())
-            drifts = reconcile(chosen, conns.extractor(source), conns.sink, repair=config.repair)
+            drifts = reconcile(
+                chosen,
+                conns.extractor(source),
+                conns.sink,
+                repair=config.repair,
+                dead_letters=conns.dead_letters,
+            )
             deleted = life.delete_expired(conns.sink)
         for key, d in drifts.items():
             context.log_event(
@@ -135,6 +141,7 @@ def build_migration_jobs(
                     metadata={
                         **{f"reconcile_{k}": v for k, v in d.counts.items()},
                         "reconcile_repaired": d.repaired,
+                        "reconcile_dead_lettered": d.dead_lettered,
                         "reconcile_documents": d.indexed,
                         "reconcile_source_rows": d.expected,
                         "reconcile_examples": MetadataValue.json(d.examples),

@@ -91,6 +91,9 @@ fsync = on
 log_min_messages = warning
 CONF
   fi
+  # prepared transactions: the change-log bound is proven to hold them (tests/integration)
+  grep -q '^max_prepared_transactions' "$PG_DATA/postgresql.conf" ||
+    echo 'max_prepared_transactions = 20' >>"$PG_DATA/postgresql.conf"
   if ! as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$DIR/pg/postgres.log" -w -t 60 start >/dev/null
@@ -132,7 +135,7 @@ os_up() {
   mkdir -p "$OS_DATA" "$DIR/opensearch/logs"
   chown -R "$SERVICES_USER" "$DIR/opensearch"
   if ! os_healthy; then
-    if [ -f "$DIR/opensearch/pid" ] && kill -0 "$(cat "$DIR/opensearch/pid")" 2>/dev/null; then
+    if [ -n "$(os_pid)" ]; then
       log "OpenSearch is starting"
     else
       log "starting OpenSearch $OS_VERSION on 127.0.0.1:$OS_PORT"
@@ -141,7 +144,7 @@ os_up() {
     fi
     for _ in $(seq 1 180); do
       os_healthy && break
-      [ -f "$DIR/opensearch/pid" ] && ! kill -0 "$(cat "$DIR/opensearch/pid")" 2>/dev/null && break
+      [ -z "$(os_pid)" ] && break
       sleep 1
     done
     os_healthy || { log "OpenSearch did not become healthy; see $DIR/opensearch/logs"; tail -20 "$DIR/opensearch/logs/stdout.log" "$DIR/opensearch/logs/etl-dev.log" >&2 || true; exit 1; }
@@ -157,15 +160,23 @@ status() {
   return $ok
 }
 
-os_down() {
-  if [ -f "$DIR/opensearch/pid" ]; then
-    local pid; pid="$(cat "$DIR/opensearch/pid")"
-    if kill "$pid" 2>/dev/null; then
-      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-      log "OpenSearch stopped"
-    fi
-    rm -f "$DIR/opensearch/pid"
+# The node's JVM, found by its home directory: OpenSearch deletes its own pid file when a second
+# start fails on the data lock, so the pid file alone cannot be trusted to find the running node.
+os_pid() {
+  if [ -f "$DIR/opensearch/pid" ] && kill -0 "$(cat "$DIR/opensearch/pid")" 2>/dev/null; then
+    cat "$DIR/opensearch/pid"
+  else
+    pgrep -f -- "-Dopensearch.path.home=$OS_HOME " | head -1 || true
   fi
+}
+
+os_down() {
+  local pid; pid="$(os_pid)"
+  if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    log "OpenSearch stopped"
+  fi
+  rm -f "$DIR/opensearch/pid"
 }
 
 down() {

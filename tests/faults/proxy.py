@@ -12,6 +12,7 @@ import http.client
 import json
 import ssl
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +34,8 @@ class FaultProxy:
         )
         self.reject_requests = 0
         self.reject_items = 0
+        self.max_body_bytes: int | None = None  # like a reverse proxy's body limit: 413 above it
+        self.bulks: list[tuple[int, Counter[str]]] = []  # each _bulk: body bytes, actions by op
         self.served_429 = 0
         self.refused_auth = 0
         self.lock = threading.Lock()
@@ -51,6 +54,16 @@ class FaultProxy:
                         proxy.refused_auth += 1
                     return self._reply(401, b'{"error":"unauthorized","status":401}')
                 is_bulk = self.path.split("?")[0].endswith("/_bulk")
+                if proxy.max_body_bytes is not None and len(body) > proxy.max_body_bytes:
+                    return self._reply(413, b"")
+                if is_bulk:
+                    ops: Counter[str] = Counter()
+                    for line in body.splitlines():
+                        for op in ("index", "delete"):
+                            if line.startswith(b'{"%s":{"_index"' % op.encode()):
+                                ops[op] += 1
+                    with proxy.lock:
+                        proxy.bulks.append((len(body), ops))
                 with proxy.lock:
                     whole = is_bulk and proxy.reject_requests > 0
                     items = is_bulk and not whole and proxy.reject_items > 0

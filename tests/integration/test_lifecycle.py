@@ -32,19 +32,19 @@ def test_reconciliation_finds_and_repairs_every_kind_of_drift(harness: Harness) 
     h.client.index(index=v1.index, id="12", body=soft)  # a deleted row's document come back
     h.client.indices.refresh(index=f"{v1.index},{v2.index}")
 
-    found = reconcile(versions, h.extractor(), h.sink, repair=False)
+    found = reconcile(versions, h.extractor(), h.sink, repair=False, dead_letters=h.dead_letters)
     assert found["v1"].counts == {"missing": 1, "different": 0, "unexpected": 1, "orphan": 3}
     assert found["v1"].examples == {"missing": ["11"], "unexpected": ["12"], "orphan": ["5", "6", "7"]}
     assert found["v2"].counts == {"missing": 0, "different": 1, "unexpected": 0, "orphan": 3}
     assert "1 different (first keys ['10'])" in found["v2"].describe()
 
     h.statements.clear()
-    repaired = reconcile(versions, h.extractor(), h.sink, repair=True)
+    repaired = reconcile(versions, h.extractor(), h.sink, repair=True, dead_letters=h.dead_letters)
     assert repaired["v1"].repaired == 5 and repaired["v2"].repaired == 4
     pages = [s for s in h.selects() if "LIMIT" in s]
     assert len(pages) == math.ceil(597 / h.page_size)  # one source walk for both versions
     assert_parity(h, *versions)
-    again = reconcile(versions, h.extractor(), h.sink, repair=False)
+    again = reconcile(versions, h.extractor(), h.sink, repair=False, dead_letters=h.dead_letters)
     assert all(d.ok and d.indexed == d.expected for d in again.values())
 
 
@@ -80,7 +80,7 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
         life.cut_over(v2, alias, h.sink)
     assert h.sink.alias_targets(alias) == [v1.index]
 
-    reconcile([v2], h.extractor(), h.sink, repair=True)
+    reconcile([v2], h.extractor(), h.sink, repair=True, dead_letters=h.dead_letters)
     execute(h, "UPDATE products SET price_cents = 1 WHERE id = 3")
     lagging = check(v2)
     # the change is not synced yet: behind the source, and document 3 differs from its transform

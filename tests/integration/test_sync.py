@@ -101,7 +101,7 @@ def test_cursors_never_move_backwards_and_a_replayed_page_changes_nothing(h: Har
     before = {v.key: (h.documents(v), h.versions_of(v)) for v in versions}
     replay = route(versions, dict.fromkeys(v.key for v in versions), CATALOGUE.record_to_json)
     outcomes = []
-    for routed in load(h.sink)(replay(iter(old_pages))):
+    for routed in load(h.sink, CATALOGUE.record_to_json)(replay(iter(old_pages))):
         outcomes += [(b.version, b.stale) for b in routed.batches.values()]
     stale_total = sum(s for _, s in outcomes)
     assert stale_total >= 40 * 2  # at least the 40 updated rows were refused in v1 and v2

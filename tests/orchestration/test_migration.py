@@ -92,23 +92,22 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
         project.declare([v1, v2], read_alias=alias, catch_up_pages=5)
         first = project.sensor_tick()
         assert isinstance(first, SensorResult)
-        requests, merged, lags = list(first.run_requests), False, []
-        previous_end = time.monotonic()
+        requests, merged, cursors = list(first.run_requests), False, []
         for _ in range(40):
             for request in requests:
                 assert project.execute(request).success
+            live_runs = 0
             for request in project.schedule_tick():
                 assert project.execute(request).success
+                live_runs += "v1" in request.tags["etl/lane"].split("-")
                 merged |= request.tags["etl/lane"] == "v1-v2"
-            ended = time.monotonic()
             meta = project.metadata("v1")
-            assert meta["lifecycle"] == "live"
-            # bounded lag: one "interval" (since the previous live run) plus one run, plus the
-            # longest transaction the churn holds open (it holds the watermark back)
-            bound = (ended - previous_end) + 1.5 + 1.0
-            lags.append((round(meta["lag_seconds"], 2), round(bound, 2)))
-            assert 0 <= meta["lag_seconds"] <= bound, lags
-            previous_end = ended
+            # v1 stays fresh while v2 backfills, without a clock: every tick runs one lane with
+            # v1 in it (a brand rename can make that a paged catch-up run), and its cursor never
+            # moves back
+            assert live_runs == 1 and meta["lifecycle"] == "live"
+            cursors.append((meta["cursor_changed_at"], int(meta["cursor_key"])))
+            assert cursors == sorted(cursors), cursors
             if merged:
                 break
             tick = project.sensor_tick()
@@ -145,7 +144,7 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
     assert reader.seen["ok"] > 20
     assert set(reader.indices) == {v1.index, v2.index}  # it really saw both sides of the swaps
     print(
-        f"v1 lag (s, bound) per live run during the v2 backfill: {lags}; churn: {dict(done)}; "
+        f"v1 live runs during the v2 backfill: {len(cursors)}; churn: {dict(done)}; "
         f"reader: {dict(reader.seen)} {dict(reader.indices)}"
     )
 

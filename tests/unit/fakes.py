@@ -40,9 +40,21 @@ class MemoryCursorStore:
 class MemoryDeadLetters:
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
+        self.resolved: list[tuple[str, str]] = []
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+
+    def open_keys(self, versions: Iterable[str]) -> dict[str, set[str]]:
+        wanted = set(versions)
+        found: dict[str, set[str]] = {v: set() for v in wanted}
+        for d in self.letters:
+            if d.version in wanted and (d.version, d.key) not in self.resolved:
+                found[d.version].add(d.key)
+        return found
+
+    def resolve(self, version: str, keys: Sequence[str]) -> None:
+        self.resolved.extend((version, k) for k in keys)
 
 
 @dataclass
@@ -53,10 +65,19 @@ class MemorySink:
     reject: set[tuple[str, str]] = field(default_factory=set)
     fail_on_write: int | None = None
     writes: int = 0
+    deletes: int = 0
+    probes: int = 0
     finished: list[str] = field(default_factory=list)
 
-    def ensure_index(self, version: IndexVersion[Any]) -> bool:
-        return self.docs.setdefault(version.index, {}) is None
+    def ensure_indices(self, versions: Sequence[IndexVersion[Any]]) -> set[str]:
+        created = {v.key for v in versions if v.index not in self.docs}
+        for v in versions:
+            self.docs.setdefault(v.index, {})
+        return created
+
+    def existing(self, index: str, ids: Sequence[str]) -> set[str]:
+        self.probes += 1
+        return {i for i in ids if i in self.docs.get(index, {})}
 
     def finish_backfill(self, version: IndexVersion[Any]) -> None:
         self.finished.append(version.key)
@@ -75,8 +96,8 @@ class MemorySink:
             if current is not None and current[0] > a.external_version:
                 out.append(Outcome(a, "stale"))
             elif a.op == "delete":
-                index.pop(a.id, None)
-                out.append(Outcome(a, "deleted"))
+                self.deletes += 1
+                out.append(Outcome(a, "deleted" if index.pop(a.id, None) else "not_found"))
             else:
                 assert a.body is not None
                 index[a.id] = (a.external_version, a.body)

@@ -106,7 +106,9 @@ def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page() -> None:
             dead_letters=MemoryDeadLetters(),
             cursors=store,
         )
-    assert store.cursors == {"v1": Cursor(at(2), 2)}
+    # page two (a dead letter and a soft delete in a new index) needed no write: the failing
+    # second write is page three's, so the cursor stands at the end of page two
+    assert store.cursors == {"v1": Cursor(at(4), 4)}
     assert sink.finished == []
     # the next run resumes after page one and completes
     sync(
@@ -170,3 +172,44 @@ def test_retry_backs_off_then_gives_up_on_the_last_error() -> None:
             backoff=backoff,
             sleep=lambda s: pytest.fail("slept"),
         )
+
+
+def test_deletes_are_not_sent_for_documents_the_index_does_not_hold() -> None:
+    stocked = version("v3", predicate=lambda i: i.qty > 0)
+    sink, letters = MemorySink(), MemoryDeadLetters()
+    first = sync(
+        [stocked],
+        extractor=ListExtractor(SOURCE, ROWS, page_size=5),
+        sink=sink,
+        dead_letters=letters,
+        cursors=MemoryCursorStore(),
+    )
+    # a new index: the rejected row (2) and the soft-deleted one (4) cost no delete at all
+    assert (first.versions["v3"].deleted, first.versions["v3"].not_found) == (0, 2)
+    assert sink.deletes == 0
+    # later, 1 leaves the predicate, 5 is soft-deleted, 2 is still out: one probe, two deletes
+    later = [(1, "one", 0, at(6), None), (2, "two", 0, at(7), None), (5, "five", 2, at(8), at(8))]
+    cursors = MemoryCursorStore()
+    cursors.save({"v3": Cursor(at(5), 5)})
+    second = sync(
+        [stocked],
+        extractor=ListExtractor(SOURCE, later, page_size=5),
+        sink=sink,
+        dead_letters=letters,
+        cursors=cursors,
+    )
+    assert (second.versions["v3"].deleted, second.versions["v3"].not_found) == (2, 1)
+    assert sink.deletes == 2 and sink.probes == 1
+    assert sink.docs["items_v3"] == {}
+
+
+def test_a_successful_write_resolves_the_open_dead_letter_of_that_version_only() -> None:
+    v1, v2 = version("v1"), version("v2")
+    sink, letters, cursors = MemorySink(), MemoryDeadLetters(), MemoryCursorStore()
+    sync([v1, v2], extractor=ListExtractor(SOURCE, ROWS), sink=sink, dead_letters=letters, cursors=cursors)
+    assert letters.open_keys(["v1", "v2"]) == {"v1": {"3"}, "v2": {"3"}}
+    fixed = [(3, "three", 1, at(9), None)]
+    sink.reject.add(("v2", "3"))  # v2 still refuses it
+    sync([v1, v2], extractor=ListExtractor(SOURCE, fixed), sink=sink, dead_letters=letters, cursors=cursors)
+    assert letters.resolved == [("v1", "3")]
+    assert letters.open_keys(["v1", "v2"]) == {"v1": set(), "v2": {"3"}}
