@@ -26,7 +26,6 @@ from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion
 from etl_core.connect import Connections
-from etl_core.cursor import external_version
 from etl_core.extract import normalise
 from etl_core.route import serialise
 from etl_core.settings import Settings, make_engine
@@ -101,8 +100,8 @@ def ceiling(conns: Connections, version: IndexVersion[Any]) -> tuple[float, int]
             meta = {
                 "index": {
                     "_index": index,
-                    "_id": str(change.position.key),
-                    "version": external_version(change.position.changed_at),
+                    "_id": str(change.key),
+                    "version": change.external,
                     "version_type": "external_gte",
                 }
             }

@@ -68,7 +68,14 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
         category_ids = _ensure_categories(conn)
         first = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM products").scalar_one())
         # The link trigger only re-stamps products this very transaction inserts; skip it in bulk.
-        conn.exec_driver_sql("ALTER TABLE product_categories DISABLE TRIGGER product_categories_touch")
+        touch = bool(
+            conn.exec_driver_sql(
+                "SELECT 1 FROM pg_trigger WHERE tgname = 'product_categories_touch' "
+                "AND tgrelid = 'product_categories'::regclass"
+            ).first()
+        )
+        if touch:
+            conn.exec_driver_sql("ALTER TABLE product_categories DISABLE TRIGGER product_categories_touch")
         with raw.cursor() as cur:
             with cur.copy(
                 "COPY products (id, sku, name, description, brand_id, price_cents, "
@@ -94,7 +101,8 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
                 for i in range(first, first + rows):
                     for c in rng.sample(category_ids, rng.randint(1, 3)):
                         copy.write_row((i, c))
-        conn.exec_driver_sql("ALTER TABLE product_categories ENABLE TRIGGER product_categories_touch")
+        if touch:
+            conn.exec_driver_sql("ALTER TABLE product_categories ENABLE TRIGGER product_categories_touch")
         conn.exec_driver_sql("SELECT setval('products_id_seq', (SELECT max(id) FROM products))")
     return {"products": rows, "brands": n_brands, "categories": len(category_ids)}
 
@@ -131,6 +139,8 @@ OPS = (
     ("recategorise", 10),
     ("rename_brand", 3),
     ("out_of_stock", 5),
+    ("uncategorise", 4),
+    ("rename_category", 2),
 )
 
 
@@ -183,6 +193,13 @@ def _one_op(engine: Engine, rng: random.Random, op: str, hold_s: float) -> None:
             )
         elif op == "out_of_stock":
             conn.exec_driver_sql(f"UPDATE products SET stock = 0 WHERE id = {pick}")
+        elif op == "uncategorise":
+            conn.exec_driver_sql(f"DELETE FROM product_categories WHERE product_id = {pick}")
+        elif op == "rename_category":
+            conn.exec_driver_sql(
+                "UPDATE categories SET name = name || '*' WHERE id = "
+                "(SELECT id FROM categories ORDER BY random() LIMIT 1)"
+            )
         if hold_s:
             time.sleep(hold_s)  # a long transaction: stamped at its start, committed much later
 

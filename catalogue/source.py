@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from etl_core import Source
+from etl_core.tracking import Hop, Tracked, Tracking
 
 metadata = MetaData()
 
@@ -130,4 +131,27 @@ CATALOGUE = Source(
     key="id",
     changed="updated_at",
     deleted="deleted_at",
+)
+
+# Change capture for the same documents: which rows of which table change which products.
+# A brand's rows reach products through products.brand_id; a category's through the link table;
+# a link row names its product itself. `python -m etl_core.tracking plan` prints the DDL.
+TRACKING = Tracking(
+    "catalogue",
+    products,
+    "id",
+    (
+        Tracked(brands, "id", (Hop(products, "brand_id", "id"),)),
+        Tracked(categories, "id", (Hop(product_categories, "category_id", "product_id"),)),
+        Tracked(product_categories, "product_id"),
+    ),
+)
+
+CATALOGUE_CAPTURED = Source(
+    name="catalogue",
+    selectable=catalogue_select,
+    record_type=Product,
+    key="id",
+    deleted="deleted_at",
+    tracking=TRACKING,
 )

@@ -12,7 +12,10 @@ from typing import Any, TypeVar
 from opensearchpy import OpenSearch
 from sqlalchemy import Engine
 
+from etl_core.cursor import lowest
+from etl_core.errors import ConfigError
 from etl_core.extract import Extractor
+from etl_core.follow import FollowResult, Listener, follow
 from etl_core.pipeline import SyncResult, sync
 from etl_core.retry import DEFAULT_BACKOFF, Backoff
 from etl_core.settings import Settings, make_engine
@@ -69,6 +72,42 @@ class Connections:
         kwargs.setdefault("dead_letters", self.dead_letters)
         kwargs.setdefault("cursors", self.cursors)
         return sync(versions, **kwargs)
+
+    def follow(
+        self,
+        source: Source[R],
+        versions: Sequence[IndexVersion[R]],
+        *,
+        window_s: float,
+        debounce_s: float = 0.05,
+        idle_s: float = 30.0,
+        keep_results: bool = False,
+        **kwargs: Any,
+    ) -> FollowResult:
+        """:func:`etl_core.follow.follow` with these connections: sync on every commit's
+        notification until ``window_s`` has passed. Needs a source with tracking."""
+        if source.tracking is None:
+            raise ConfigError(
+                f"source {source.name!r} has no tracking to follow; declare tracking=Tracking(...)"
+            )
+        extractor = kwargs.pop("extractor", None) or self.extractor(source)
+        listener = Listener(self.source_engine.url, source.tracking.channel)
+
+        def pending(result: SyncResult) -> bool:
+            return extractor.pending(lowest([t.cursor for t in result.versions.values()]))
+
+        try:
+            return follow(
+                lambda: self.sync(source, versions, extractor=extractor, **kwargs),
+                listener,
+                window_s=window_s,
+                debounce_s=debounce_s,
+                idle_s=idle_s,
+                pending=pending,
+                keep_results=keep_results,
+            )
+        finally:
+            listener.close()
 
     def close(self) -> None:
         self.source_engine.dispose()

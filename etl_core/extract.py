@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from operator import attrgetter
+from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, literal, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from etl_core.cursor import Cursor
+from etl_core.capture import backfill_statement, bound_statement, log_lag_statement, log_page_statement
+from etl_core.cursor import Cursor, LogCursor, Position, external_version
 from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.model import Change, Page
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
@@ -31,23 +33,33 @@ def _first_line(exc: DBAPIError) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Watermark:
-    """``below``: the exclusive upper bound of safe change positions; ``now``: the server clock."""
+    """``below``: the exclusive upper bound of safe change positions; ``now``: the server clock.
+    With change capture ``below`` is the snapshot xmin (a transaction id), not a time."""
 
-    below: datetime
+    below: datetime | int
     now: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Lag:
-    head: Cursor | None
-    rows_behind: Mapping[str, int]
+    """How far each version is behind the source: changes still to read, and their age in seconds
+    (``inf`` for a version that has never finished a backfill)."""
 
-    def seconds_behind(self, cursor: Cursor | None) -> float:
-        if self.head is None:
-            return 0.0
-        if cursor is None:
-            return float("inf")
-        return max(0.0, (self.head.changed_at - cursor.changed_at).total_seconds())
+    rows_behind: Mapping[str, int]
+    seconds: Mapping[str, float]
+
+    def seconds_behind(self, version: str) -> float:
+        return self.seconds.get(version, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """What one capture statement returned, before normalisation."""
+
+    kind: Literal["backfill", "hand_over", "log"]
+    rows: Sequence[Any]
+    last: LogCursor
+    bound: int
 
 
 @dataclass(slots=True)
@@ -61,6 +73,8 @@ class Extractor(Generic[R]):
     backoff: Backoff = DEFAULT_BACKOFF
     statements: int = 0
     rows: int = 0
+    drained: bool = False
+    """The last page walk ended because nothing was left below its bound (not cut short)."""
 
     def _run(self, what: str, stmt: Any, params: dict[str, Any] | None = None) -> Sequence[Any]:
         def once() -> Sequence[Any]:
@@ -86,18 +100,57 @@ class Extractor(Generic[R]):
             ) from None
 
     def watermark(self) -> Watermark:
-        row = self._run("watermark", WATERMARK_SQL, {"lag": self.safety_lag_s})[0]
+        """The safe bound of this run: below it nothing can still change."""
+        if self.source.captured:
+            row = self._run("bound", bound_statement())[0]
+        else:
+            row = self._run("watermark", WATERMARK_SQL, {"lag": self.safety_lag_s})[0]
         return Watermark(below=row[0], now=row[1])
 
-    def lag(self, cursors: Mapping[str, Cursor | None]) -> Lag:
-        """Where the source head is and how many rows each version still has to read."""
-        row = self._run("lag", self.source.lag_statement(cursors))[0]
+    def lag(self, cursors: Mapping[str, Position | None]) -> Lag:
+        """Per version, how many changes it still has to read and how old the oldest is: one
+        statement for the whole lane."""
+        if self.source.tracking is not None:
+            tracking = self.source.tracking
+            log_cursors = {k: c if isinstance(c, LogCursor) else None for k, c in cursors.items()}
+            row = self._run(
+                "lag", log_lag_statement(self.source.subquery(), self.source.key, tracking, log_cursors)
+            )[0]
+            now, values = row[0], row[1:]
+            rows, seconds = {}, {}
+            for i, (name, cursor) in enumerate(log_cursors.items()):
+                count, oldest = values[2 * i], values[2 * i + 1]
+                rows[name] = int(count)
+                if cursor is None or cursor.backfilling:
+                    seconds[name] = float("inf") if count else 0.0
+                else:
+                    seconds[name] = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+            return Lag(rows, seconds)
+        row = self._run("lag", self.source.lag_statement(cursors))[0]  # type: ignore[arg-type]
         head = None if row[0] is None else Cursor(row[0], row[1])
-        return Lag(head, {name: int(n) for name, n in zip(cursors, row[2:], strict=True)})
+        rows_behind = {name: int(n) for name, n in zip(cursors, row[2:], strict=True)}
+        return Lag(rows_behind, {name: _seconds(head, c) for name, c in cursors.items()})
 
-    def head(self) -> Cursor | None:
-        rows = self._run("head", self.source.head_statement())
-        return Cursor(rows[0][0], rows[0][1]) if rows else None
+    def head(self) -> str | None:
+        """The newest change, for display: a change position, or the newest log entry's time."""
+        if self.source.tracking is not None:
+            log = self.source.tracking.log_table
+            rows = self._run("head", select(func.max(log.c.at)))
+            return None if rows[0][0] is None else str(rows[0][0].isoformat())
+        found = self._run("head", self.source.head_statement())
+        return Cursor(found[0][0], found[0][1]).describe() if found else None
+
+    def pending(self, after: Position | None) -> bool:
+        """Whether the change log holds entries past ``after``, readable or not yet (one query)."""
+        if self.source.tracking is None or not isinstance(after, LogCursor):
+            return False
+        log, at = self.source.tracking.log_table, after.hand_over()
+        stmt = select(
+            select(log.c.seq)
+            .where(tuple_(log.c.xid, log.c.seq) > tuple_(literal(at.major), literal(at.minor)))
+            .exists()
+        )
+        return bool(self._run("pending", stmt)[0][0])
 
     def existing(self, keys: list[Any]) -> list[Any]:
         """Which of ``keys`` still have a source row (one query)."""
@@ -116,26 +169,113 @@ class Extractor(Generic[R]):
 
     def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]:
         """Raw row pages in change order, strictly after ``after`` and strictly below ``below``."""
+        self.drained = False
+        changed = self.source.changed_column
         while True:
             rows = self._run("page", self.source.page_statement(after, below, self.page_size))
             if not rows:
-                return
+                break
             self.rows += len(rows)
             yield rows
             if len(rows) < self.page_size:
-                return
+                break
             last = rows[-1]
-            after = Cursor(last._mapping[self.source.changed], last._mapping[self.source.key])
+            after = Cursor(last._mapping[changed], last._mapping[self.source.key])
+        self.drained = True
+
+    def capture_pages(
+        self, after: LogCursor | None, bound: int, follow_from: LogCursor | None = None
+    ) -> Iterator[RawPage]:
+        """Pages of a source with change capture: a backfill by key from ``after`` (when it is a
+        backfill position, or None) that hands over to the log at ``bound``; then the log, from
+        the hand-over or ``follow_from`` (a lane's slowest follower), whichever is earlier."""
+        self.drained = False
+        tracking = self.source.tracking
+        assert tracking is not None
+        src, fields, key = self.source.subquery(), self.source.fields, self.source.key
+        position = after
+        if position is None or position.backfilling:
+            last_key = None if position is None else position.major
+            while True:
+                stmt = backfill_statement(src, fields, key, last_key, self.page_size)
+                rows = self._run("backfill page", stmt)
+                if rows:
+                    self.rows += len(rows)
+                    last_key = rows[-1]._mapping[key]
+                    yield RawPage("backfill", rows, LogCursor.backfill(last_key, bound), bound)
+                if len(rows) < self.page_size:
+                    break
+            hand_over = LogCursor.log(bound, 0)
+            yield RawPage("hand_over", (), hand_over, bound)
+            position = hand_over if follow_from is None else min(hand_over, follow_from)
+        while True:
+            stmt = log_page_statement(src, fields, key, tracking, position, self.page_size)
+            rows = self._run("log page", stmt)
+            first = rows[0]._mapping
+            entries = int(first["etl_entries"] or 0)
+            if not entries:
+                break
+            position = LogCursor.log(int(first["etl_last_xid"]), int(first["etl_last_seq"]))
+            self.rows += sum(r._mapping["etl_root"] is not None for r in rows)
+            yield RawPage("log", rows, position, int(first["etl_xmin"]))
+            if entries < self.page_size:
+                break
+        self.drained = True
+
+
+def _seconds(head: Cursor | None, cursor: Position | None) -> float:
+    if head is None:
+        return 0.0
+    if not isinstance(cursor, Cursor):
+        return float("inf")
+    return max(0.0, (head.changed_at - cursor.changed_at).total_seconds())
 
 
 def normalise(source: Source[R], pages: Iterator[Sequence[Any]]) -> Iterator[Page[R]]:
-    """Rows → frozen DTOs, each with its change position and delete flag."""
+    """Rows → frozen DTOs, each with its key, change position, external version, delete flag."""
     make = source.record_type
     position = source.position_getter()
     is_deleted = source.deleted_getter()
+    key_of = attrgetter(source.key)
     for number, rows in enumerate(pages, start=1):
         changes = []
         for row in rows:
             record = make(*row)
-            changes.append(Change(position(record), is_deleted(record), record))
-        yield Page(number, changes)
+            at = position(record)
+            changes.append(
+                Change(key_of(record), at, external_version(at.changed_at), is_deleted(record), record)
+            )
+        yield Page(number, changes, changes[-1].position)
+
+
+def normalise_capture(source: Source[R], pages: Iterator[RawPage]) -> Iterator[Page[R]]:
+    """Capture rows → changes. Backfill rows are source rows (after the statement's xmin); a log
+    row is one affected root key and its source row, all NULL when the row is gone: a delete in
+    every version. Every change of a log page stands at the page's end: a version resumes after
+    whole pages, and a document read twice carries the same content and a version as high."""
+    make = source.record_type
+    is_deleted = source.deleted_getter()
+    key_of = attrgetter(source.key)
+    width = len(source.fields)
+    key_at = source.fields.index(source.key)
+    for number, raw in enumerate(pages, start=1):
+        changes: list[Change[R]] = []
+        if raw.kind == "backfill":
+            for row in raw.rows:
+                record = make(*row[1:])
+                key = key_of(record)
+                changes.append(
+                    Change(key, LogCursor.backfill(key, raw.bound), int(row[0]), is_deleted(record), record)
+                )
+        elif raw.kind == "log":
+            for row in raw.rows:
+                root = row[4]
+                if root is None:
+                    continue  # entries of a parent with no root row left
+                values = tuple(row[5 : 5 + width])
+                if values[key_at] is None:
+                    changes.append(Change(root, raw.last, raw.bound, True, None))
+                else:
+                    record = make(*values)
+                    changes.append(Change(root, raw.last, raw.bound, is_deleted(record), record))
+        yield Page(number, changes, raw.last, first_visit=raw.kind != "log")

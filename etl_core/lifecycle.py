@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
-from etl_core.cursor import Cursor
+from etl_core.cursor import Position
 from etl_core.errors import EtlError
 from etl_core.extract import Extractor
 from etl_core.logs import event
@@ -79,7 +79,7 @@ def validate(
     cursor = cursors.load([version.key])[version.key]
     lag = extractor.lag({version.key: cursor})
     rows_behind = lag.rows_behind[version.key]
-    seconds_behind = lag.seconds_behind(cursor)
+    seconds_behind = lag.seconds_behind(version.key)
     checks = (
         CheckOutcome(
             "doc_count_matches_source",
@@ -212,7 +212,7 @@ class Lifecycles:
 
 
 def lifecycle_state(
-    *, retired: bool, live: bool, validated: bool, cursor: Cursor | None, behind: bool
+    *, retired: bool, live: bool, validated: bool, cursor: Position | None, behind: bool
 ) -> Lifecycle:
     if retired:
         return Lifecycle.RETIRED

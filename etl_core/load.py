@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from etl_core.model import Action, DeadLetter, RoutedPage, VersionBatch
 from etl_core.protocols import DeadLetterStore, Sink
+from etl_core.route import changed_at
 
 R = TypeVar("R")
 
@@ -48,10 +49,10 @@ def load(
     def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
         for routed in pages:
             for key, batch in routed.batches.items():
-                _prune_deletes(sink, batch, key in new_indices)
+                _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
             actions = [a for b in routed.batches.values() for a in b.actions]
             if actions:
-                by_key = {str(c.position.key): c for c in routed.page.changes}
+                by_key = {str(c.key): c for c in routed.page.changes}
                 for outcome in sink.write(actions):
                     batch = routed.batches[outcome.action.version]
                     status = outcome.status
@@ -62,8 +63,8 @@ def load(
                                 outcome.action.version,
                                 outcome.action.id,
                                 outcome.reason or "rejected",
-                                change.position.changed_at,
-                                payload_of(change.record),
+                                changed_at(change),
+                                None if change.record is None else payload_of(change.record),
                             )
                         )
                         continue

@@ -7,29 +7,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
-from etl_core.cursor import Cursor
+from etl_core.cursor import Key, Position
 
 R = TypeVar("R")
 
 
 class Change(NamedTuple, Generic[R]):
-    """One normalised source row: its place in the change order, whether it is deleted, the DTO."""
+    """One document's worth of change: its key, its place in the change order, the external
+    version its write carries, whether it is deleted, and the DTO (None when the row is gone)."""
 
-    position: Cursor
+    key: Key
+    position: Position
+    external: int
     deleted: bool
-    record: R
+    record: R | None
 
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[R]):
-    """The records of one keyset query: the unit of extraction and of checkpointing."""
+    """The records of one query: the unit of extraction and of checkpointing.
+
+    ``last`` is where the page ends in the change order, which a log page knows even when its
+    entries resolve to no document. ``first_visit``: no key of this page can have been written
+    earlier in the same run (true of a keyset walk below a fixed bound; a log page may revisit a
+    key the run's backfill wrote)."""
 
     number: int
     changes: Sequence[Change[R]]
-
-    @property
-    def last(self) -> Cursor:
-        return self.changes[-1].position
+    last: Position
+    first_visit: bool = True
 
 
 class Action(NamedTuple):
@@ -70,7 +76,7 @@ class VersionBatch:
     """One version's share of one page: actions to send, and records that failed to transform."""
 
     version: str
-    start: Cursor | None
+    start: Position | None
     actions: list[Action] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     indexed: int = 0
@@ -94,7 +100,7 @@ class VersionProgress:
     """Per version per page: the new cursor and what happened, after OpenSearch acknowledged."""
 
     version: str
-    cursor: Cursor | None
+    cursor: Position | None
     indexed: int
     deleted: int
     not_found: int
@@ -106,5 +112,5 @@ class VersionProgress:
 class PageProgress:
     number: int
     rows: int
-    last: Cursor
+    last: Position
     versions: Mapping[str, VersionProgress]

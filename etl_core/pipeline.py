@@ -7,18 +7,18 @@ pages → normalise → route (filter + transform per version) → load (_bulk) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial, reduce
 from itertools import islice
 from typing import Any, TypeVar
 
-from etl_core.cursor import Cursor, lowest
-from etl_core.extract import Extractor, normalise
+from etl_core.cursor import Cursor, LogCursor, Position, lowest, merge
+from etl_core.extract import Extractor, normalise, normalise_capture
 from etl_core.load import load, park_dead_letters, resolve_dead_letters
 from etl_core.logs import event
-from etl_core.model import PageProgress
+from etl_core.model import Page, PageProgress
 from etl_core.prefetch import prefetch
 from etl_core.progress import advance, checkpoint
 from etl_core.protocols import CursorStore, DeadLetterStore, Sink, Stage
@@ -35,7 +35,7 @@ def compose(*stages: Stage[Any, Any]) -> Callable[[Iterator[Any]], Iterator[Any]
 
 @dataclass(slots=True)
 class VersionTotals:
-    cursor: Cursor | None
+    cursor: Position | None
     indexed: int = 0
     deleted: int = 0
     not_found: int = 0
@@ -48,12 +48,78 @@ class SyncResult:
     """What one run did, per version and in all; the orchestration layer turns it into metadata."""
 
     versions: dict[str, VersionTotals]
-    watermark: datetime
+    watermark: datetime | int
     pages: int = 0
     rows_read: int = 0
     statements: int = 0
     caught_up: bool = True
     duration_s: float = 0.0
+
+    def report(self) -> dict[str, Any]:
+        """Plain values, for a command's output or a log line."""
+        return {
+            "versions": {
+                key: {
+                    "cursor": t.cursor.describe() if t.cursor else None,
+                    "indexed": t.indexed,
+                    "deleted": t.deleted,
+                    "not_found": t.not_found,
+                    "stale": t.stale,
+                    "dead_letters": t.dead_letters,
+                }
+                for key, t in self.versions.items()
+            },
+            "pages": self.pages,
+            "rows_read": self.rows_read,
+            "statements": self.statements,
+            "caught_up": self.caught_up,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def combine(results: Sequence[SyncResult]) -> SyncResult:
+    """Several syncs of one lane (a follower's) as one result: totals summed, latest cursors."""
+    last = results[-1]
+    out = SyncResult(
+        {k: VersionTotals(None) for k in last.versions}, last.watermark, caught_up=last.caught_up
+    )
+    for result in results:
+        for key, t in result.versions.items():
+            o = out.versions[key]
+            o.cursor = merge(o.cursor, t.cursor)
+            o.indexed += t.indexed
+            o.deleted += t.deleted
+            o.not_found += t.not_found
+            o.stale += t.stale
+            o.dead_letters += t.dead_letters
+        out.pages += result.pages
+        out.rows_read += result.rows_read
+        out.statements += result.statements
+        out.duration_s += result.duration_s
+    return out
+
+
+def capture_start(
+    starts: Mapping[str, Position | None], run_bound: int
+) -> tuple[LogCursor | None, int, LogCursor | None]:
+    """Where a lane of a captured source starts: ``(after, bound, follow_from)``.
+
+    Versions still backfilling (or new) walk the source by key from the lowest of their keys; the
+    backfill hands over to the log at the lowest of their bounds (a new one's is this run's
+    bound), so whatever changed since any of them began is read again from the log, never
+    skipped. Versions already following the log are followed from the slowest of them.
+    """
+    positions = [c if isinstance(c, LogCursor) else None for c in starts.values()]
+    followers = [c for c in positions if c is not None and not c.backfilling]
+    behind = [c for c in positions if c is None or c.backfilling]
+    follow_from = min(followers) if followers else None
+    if not behind:
+        assert follow_from is not None
+        return follow_from, run_bound, None
+    known = [c for c in behind if c is not None]
+    bound = min([c.minor for c in known] + ([run_bound] if len(known) < len(behind) else []))
+    after = min(known) if len(known) == len(behind) else None
+    return after, bound, follow_from
 
 
 def sync(
@@ -87,11 +153,21 @@ def sync(
         "sync_started",
         versions=[v.key for v in versions],
         start=start and start.to_json(),
-        watermark=watermark.below.isoformat(),
+        watermark=str(watermark.below),
     )
+    read: Callable[[Iterator[Any]], Iterator[Page[R]]]
+    raw_pages: Iterable[Any]
+    if source.captured:
+        assert isinstance(watermark.below, int)
+        read = partial(normalise_capture, source)
+        raw_pages = extractor.capture_pages(*capture_start(starts, watermark.below))
+    else:
+        assert isinstance(watermark.below, datetime)
+        read = partial(normalise, source)
+        raw_pages = extractor.pages(start if isinstance(start, Cursor) else None, watermark.below)
 
     pipeline = compose(
-        partial(normalise, source),
+        read,
         route(versions, starts, source.record_to_json),
         prefetch(prefetch_pages),
         load(sink, source.record_to_json, new_indices),
@@ -100,7 +176,6 @@ def sync(
         advance(starts),
         checkpoint(cursors, on_page),
     )
-    raw_pages: Iterable[Any] = extractor.pages(start, watermark.below)
     if max_pages is not None:
         raw_pages = islice(raw_pages, max_pages)
 
@@ -121,8 +196,13 @@ def sync(
             totals.stale += vp.stale
             totals.dead_letters += vp.dead_letters
 
-    # A short (or no) last page means the extraction reached the watermark.
-    result.caught_up = max_pages is None or result.pages < max_pages or last_rows < extractor.page_size
+    # A walk that ran out, or a short last page, means the extraction reached its bound.
+    result.caught_up = (
+        max_pages is None
+        or extractor.drained
+        or result.pages < max_pages
+        or (not source.captured and last_rows < extractor.page_size)
+    )
     if result.caught_up:
         for version in versions:
             sink.finish_backfill(version)

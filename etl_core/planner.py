@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import groupby
 
-from etl_core.cursor import Cursor
+from etl_core.cursor import LogCursor, Position
+from etl_core.extract import Lag
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +43,20 @@ class CloseEnough:
     rows: int = 10_000
 
 
-def is_behind(
-    cursor: Cursor | None, head: datetime | None, rows_behind: int | None, close: CloseEnough
-) -> bool:
-    """Never synced, or further behind the newest change than ``close`` allows."""
-    if head is None:  # an empty source: nobody is behind
-        return False
-    if cursor is None:
-        return True
-    return head - cursor.changed_at > close.seconds or (rows_behind or 0) > close.rows
+def is_behind(version: str, cursor: Position | None, lag: Lag, close: CloseEnough) -> bool:
+    """Never synced (with something to read), still backfilling, or further behind the newest
+    change than ``close`` allows."""
+    rows = lag.rows_behind.get(version, 0)
+    if cursor is None or (isinstance(cursor, LogCursor) and cursor.backfilling):
+        return rows > 0
+    return lag.seconds_behind(version) > close.seconds.total_seconds() or rows > close.rows
 
 
 def plan_lanes(
     versions: Sequence[str],
-    cursors: Mapping[str, Cursor | None],
-    head: datetime | None,
+    cursors: Mapping[str, Position | None],
+    lag: Lag,
     close: CloseEnough = CloseEnough(),
-    rows_behind: Mapping[str, int] | None = None,
 ) -> list[Lane]:
     """Group ``versions`` (in declaration order) into lanes.
 
@@ -67,8 +65,7 @@ def plan_lanes(
     both start from nothing): they would read the same pages anyway, so they read them once.
     """
     lanes: list[Lane] = []
-    rows = rows_behind or {}
-    flags = [(v, is_behind(cursors.get(v), head, rows.get(v), close)) for v in versions]
+    flags = [(v, is_behind(v, cursors.get(v), lag, close)) for v in versions]
     for behind, group in groupby(flags, key=lambda f: f[1]):
         keys = [v for v, _ in group]
         if behind:

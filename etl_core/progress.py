@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
-from etl_core.cursor import Cursor, merge
+from etl_core.cursor import Position, merge
 from etl_core.model import PageProgress, RoutedPage, VersionProgress
 from etl_core.protocols import CursorStore
 
@@ -13,7 +13,7 @@ R = TypeVar("R")
 
 
 def advance(
-    starts: Mapping[str, Cursor | None],
+    starts: Mapping[str, Position | None],
 ) -> Callable[[Iterator[RoutedPage[R]]], Iterator[PageProgress]]:
     """A page reaching this stage has been acknowledged by OpenSearch for every version and its
     dead letters are durable, so every version may move to the page's last position. A version

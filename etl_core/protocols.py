@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from etl_core.cursor import Cursor
+from etl_core.cursor import Position
 from etl_core.model import Action, DeadLetter, Outcome
 from etl_core.versions import IndexVersion
 
@@ -22,9 +22,9 @@ class Stage(Protocol[A, B]):
 class CursorStore(Protocol):
     """Where each version's cursor lives between runs. ``save`` must merge, never go back."""
 
-    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]: ...
+    def load(self, versions: Iterable[str]) -> dict[str, Position | None]: ...
 
-    def save(self, cursors: Mapping[str, Cursor]) -> None: ...
+    def save(self, cursors: Mapping[str, Position]) -> None: ...
 
 
 class DeadLetterStore(Protocol):

@@ -101,7 +101,7 @@ def reconcile(
     nobody: dict[str, Cursor | None] = {v.key: None for v in versions}
 
     for page in normalise(source, extractor.pages(None, _FAR_FUTURE)):
-        ids = [str(c.position.key) for c in page.changes]
+        ids = [str(c.key) for c in page.changes]
         routed = route_page(page, versions, nobody, source.record_to_json)
         for version in versions:
             drift, fixes = drifts[version.key], []

@@ -51,7 +51,7 @@ def replay_dead_letters(
                 route_page(p, [version], {version.key: None}, source.record_to_json) for p in pages
             ]
             # rows hard-deleted since they failed: make sure no document is left, then resolve
-            present = {str(c.position.key) for p in pages for c in p.changes}
+            present = {str(c.key) for p in pages for c in p.changes if c.record is not None}
             gone = [k for k in chunk if k not in present]
             leftovers = sink.fetch(version.index, gone)
             if leftovers:

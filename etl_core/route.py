@@ -6,12 +6,13 @@ Pure apart from serialisation: no I/O here, so adding a version adds CPU work an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
 
-from etl_core.cursor import Cursor, external_version
-from etl_core.model import Action, DeadLetter, Page, RoutedPage, VersionBatch
+from etl_core.cursor import Cursor, Position
+from etl_core.model import Action, Change, DeadLetter, Page, RoutedPage, VersionBatch
 from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
@@ -27,10 +28,15 @@ def serialise(document: Mapping[str, Any]) -> str:
     return orjson.dumps(document, default=_json_default).decode()
 
 
+def changed_at(change: Change[Any]) -> datetime | None:
+    """The change column's value, for a dead letter (a log position has none)."""
+    return change.position.changed_at if isinstance(change.position, Cursor) else None
+
+
 def route_page(
     page: Page[R],
     versions: Sequence[IndexVersion[R]],
-    starts: Mapping[str, Cursor | None],
+    starts: Mapping[str, Position | None],
     payload_of: Callable[[R], Mapping[str, Any]],
 ) -> RoutedPage[R]:
     """Each version gets the records strictly after its own cursor: a version that is ahead
@@ -41,13 +47,12 @@ def route_page(
         start = starts.get(version.key)
         batch = VersionBatch(version.key, start)
         append = batch.actions.append
-        for position, deleted, record in page.changes:
-            if start is not None and position <= start:
+        for change in page.changes:
+            if start is not None and change.position <= start:
                 continue
-            doc_id = str(position.key)
-            ext = external_version(position.changed_at)
-            if deleted or not version.wants(record):
-                append(Action(version.key, version.index, "delete", doc_id, ext, None))
+            doc_id, record = str(change.key), change.record
+            if change.deleted or record is None or not version.wants(record):
+                append(Action(version.key, version.index, "delete", doc_id, change.external, None))
                 continue
             try:
                 body = serialise(version.transform(record))
@@ -57,19 +62,19 @@ def route_page(
                         version.key,
                         doc_id,
                         f"transform: {type(exc).__name__}: {exc}",
-                        position.changed_at,
+                        changed_at(change),
                         payload_of(record),
                     )
                 )
                 continue
-            append(Action(version.key, version.index, "index", doc_id, ext, body))
+            append(Action(version.key, version.index, "index", doc_id, change.external, body))
         batches[version.key] = batch
     return RoutedPage(page, batches)
 
 
 def route(
     versions: Sequence[IndexVersion[R]],
-    starts: Mapping[str, Cursor | None],
+    starts: Mapping[str, Position | None],
     payload_of: Callable[[R], Mapping[str, Any]],
 ) -> Callable[[Iterator[Page[R]]], Iterator[RoutedPage[R]]]:
     def stage(pages: Iterator[Page[R]]) -> Iterator[RoutedPage[R]]:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from etl_core.errors import ConfigError
 
 
-def _url(env: Mapping[str, str], name: str, fallback: str | None = None) -> URL:
+def url_from_env(env: Mapping[str, str], name: str, fallback: str | None = None) -> URL:
     raw = env.get(name) or (env.get(fallback) if fallback else None)
     if not raw:
         raise ConfigError(
@@ -60,6 +60,9 @@ class Settings:
     page_size: int = 1000
     bulk_max_bytes: int = 5 * 1024 * 1024
     state_schema: str = "etl_state"
+    tracking_url: URL | None = None
+    """A role that may create triggers on the tracked tables (``TRACKING_DATABASE_URL``); the
+    sync role needs only SELECT. None: the source URL."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,8 +77,8 @@ class Settings:
             raise ConfigError("OPENSEARCH_URL must not carry a password: set OPENSEARCH_PASSWORD instead")
         schema = env.get("ETL_STATE_SCHEMA", "etl_state")
         return cls(
-            source_url=_url(env, "SOURCE_DATABASE_URL"),
-            state_url=_url(env, "STATE_DATABASE_URL", fallback="SOURCE_DATABASE_URL"),
+            source_url=url_from_env(env, "SOURCE_DATABASE_URL"),
+            state_url=url_from_env(env, "STATE_DATABASE_URL", fallback="SOURCE_DATABASE_URL"),
             opensearch_url=os_url,
             opensearch_user=env.get("OPENSEARCH_USER") or None,
             opensearch_password=env.get("OPENSEARCH_PASSWORD") or None,
@@ -84,6 +87,9 @@ class Settings:
             page_size=_int(env, "ETL_PAGE_SIZE", 1000),
             bulk_max_bytes=_int(env, "ETL_BULK_MAX_BYTES", 5 * 1024 * 1024),
             state_schema=schema,
+            tracking_url=url_from_env(env, "TRACKING_DATABASE_URL")
+            if env.get("TRACKING_DATABASE_URL")
+            else None,
         )
 
     def __repr__(self) -> str:

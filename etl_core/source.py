@@ -21,6 +21,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from etl_core.cursor import Cursor
 from etl_core.errors import ConfigError
+from etl_core.tracking import Tracking
 
 R = TypeVar("R")
 
@@ -51,8 +52,13 @@ class Source(Generic[R]):
     selectable: Select[Any]
     record_type: type[R]
     key: str
-    changed: str
+    changed: str | None = None
+    """A trusted change column (stamped by the application, monotonic per row): changes are read
+    in its order. Leave it out and declare ``tracking`` instead to use change capture."""
     deleted: str | None = None
+    tracking: Tracking | None = None
+    """Generated change capture (:mod:`etl_core.tracking`): hard deletes, parent changes without
+    rewriting rows, no privilege needed. Takes precedence over ``changed``."""
     _fields: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +75,16 @@ class Source(Generic[R]):
             )
         fields = tuple(f.name for f in dataclasses.fields(self.record_type))
         columns = set(self.selectable.selected_columns.keys())
+        if self.changed is None and self.tracking is None:
+            raise ConfigError(
+                f"source {self.name!r}: declare how changes are found: tracking=Tracking(...) "
+                "(generated change capture, recommended) or changed='<a trusted change column>'"
+            )
+        if self.tracking is not None and self.tracking.source != self.name:
+            raise ConfigError(
+                f"source {self.name!r}: its tracking is declared for source {self.tracking.source!r}; "
+                f"use Tracking({self.name!r}, ...)"
+            )
         for role, column in (
             ("key", self.key),
             ("changed", self.changed),
@@ -96,8 +112,19 @@ class Source(Generic[R]):
     def fields(self) -> tuple[str, ...]:
         return self._fields
 
+    @property
+    def captured(self) -> bool:
+        """Changes come from the generated change log, not from a change column."""
+        return self.tracking is not None
+
+    @property
+    def changed_column(self) -> str:
+        if self.changed is None:
+            raise ConfigError(f"source {self.name!r} has no change column; it uses change capture")
+        return self.changed
+
     def position_getter(self) -> Callable[[R], Cursor]:
-        get = attrgetter(self.changed, self.key)
+        get = attrgetter(self.changed_column, self.key)
         return lambda record: Cursor._make(get(record))
 
     def deleted_getter(self) -> Callable[[R], bool]:
@@ -107,13 +134,16 @@ class Source(Generic[R]):
         # A soft-delete column may be a flag or a timestamp; either way "set" means deleted.
         return lambda record: bool(get(record))
 
+    def subquery(self) -> Subquery:
+        return self._subquery()
+
     def _subquery(self) -> Subquery:
         return self.selectable.subquery(f"{self.name}_src")
 
     def page_statement(self, after: Cursor | None, below: datetime, limit: int) -> Select[Any]:
         """The one statement per page: keyset on ``(changed, key)``, bounded by the watermark."""
         src = self._subquery()
-        changed, key = src.c[self.changed], src.c[self.key]
+        changed, key = src.c[self.changed_column], src.c[self.key]
         where: list[ColumnElement[bool]] = [changed < below]
         if after is not None:
             where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
@@ -123,14 +153,14 @@ class Source(Generic[R]):
         """The newest change position, by a backward walk of the keyset index (not ``max()``,
         which PostgreSQL cannot answer from an index through a join)."""
         src = self._subquery()
-        changed, key = src.c[self.changed], src.c[self.key]
+        changed, key = src.c[self.changed_column], src.c[self.key]
         return select(changed, key).order_by(changed.desc(), key.desc()).limit(1)
 
     def lag_statement(self, cursors: Mapping[str, Cursor | None]) -> Select[Any]:
         """One statement for a whole lane: the head position and, per version, the rows past its
         cursor. Scans only from the slowest cursor on, so it is cheap once a lane is caught up."""
         src = self._subquery()
-        changed, key = src.c[self.changed], src.c[self.key]
+        changed, key = src.c[self.changed_column], src.c[self.key]
         head = self.head_statement().subquery("head")
         counts = []
         for name, cursor in cursors.items():
@@ -139,7 +169,7 @@ class Source(Generic[R]):
                 count = func.count().filter(tuple_(changed, key) > tuple_(cursor.changed_at, cursor.key))
             counts.append(count.label(f"behind_{name}"))
         stmt = select(
-            select(head.c[self.changed]).scalar_subquery().label("head_changed"),
+            select(head.c[self.changed_column]).scalar_subquery().label("head_changed"),
             select(head.c[self.key]).scalar_subquery().label("head_key"),
             *counts,
         ).select_from(src)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -29,13 +30,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql import Executable
 
-from etl_core.cursor import Cursor
+from etl_core.cursor import Cursor, LogCursor, Position
 from etl_core.errors import ConfigError, StateUnavailable
 from etl_core.model import DeadLetter
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 
 
-def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
+def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
     meta = MetaData(schema=schema)
     dead = Table(
         "dead_letters",
@@ -66,6 +67,15 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
         Column("key", JSONB, nullable=False),
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    log_cursors = Table(
+        "log_cursors",
+        meta,
+        Column("version", Text, primary_key=True),
+        Column("phase", Integer, nullable=False),
+        Column("major", JSONB, nullable=False),
+        Column("minor", BigInteger, nullable=False),
+        Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     validations = Table(
         "validations",
         meta,
@@ -84,7 +94,7 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table]:
         Column("delete_after", DateTime(timezone=True), nullable=False),
         Column("deleted_at", DateTime(timezone=True)),
     )
-    return meta, dead, cursors, validations, retirements
+    return meta, dead, cursors, log_cursors, validations, retirements
 
 
 _CREATED: set[tuple[str, str]] = set()
@@ -109,7 +119,14 @@ class StateSchema:
         self.engine = engine
         self.schema = schema
         self.backoff = backoff
-        self.meta, self.dead_letters, self.cursors, self.validations, self.retirements = _tables(schema)
+        (
+            self.meta,
+            self.dead_letters,
+            self.cursors,
+            self.log_cursors,
+            self.validations,
+            self.retirements,
+        ) = _tables(schema)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn`` with retries on connection failures; then a clear error, no traceback."""
@@ -224,35 +241,64 @@ class PostgresDeadLetterStore:
 
 
 class PostgresCursorStore:
-    """Cursors in a table; ``save`` is a monotonic merge done by the database itself, so two
-    writers racing on one version can only ever move it forward."""
+    """Cursors in tables (one per kind of position); ``save`` is a monotonic merge done by the
+    database itself, so two writers racing on one version can only ever move it forward."""
 
     def __init__(self, state: StateSchema) -> None:
         self.state = state
 
-    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]:
+    def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         wanted = list(versions)
-        table = self.state.cursors
-        found: dict[str, Cursor | None] = dict.fromkeys(wanted)
-        stmt = select(table.c.version, table.c.changed_at, table.c.key).where(table.c.version.in_(wanted))
+        by_time, by_log = self.state.cursors, self.state.log_cursors
+        found: dict[str, Position | None] = dict.fromkeys(wanted)
+        stmt = select(by_time.c.version, by_time.c.changed_at, by_time.c.key).where(
+            by_time.c.version.in_(wanted)
+        )
         for v, changed_at, key in self.state.call("reading cursors", lambda: _rows(self.state.engine, stmt)):
             found[v] = Cursor(changed_at, key)
+        stmt = select(by_log.c.version, by_log.c.phase, by_log.c.major, by_log.c.minor).where(
+            by_log.c.version.in_(wanted)
+        )
+        for v, phase, major, minor in self.state.call(
+            "reading cursors", lambda: _rows(self.state.engine, stmt)
+        ):
+            found[v] = LogCursor(phase, major, minor)
         return found
 
-    def save(self, cursors: Mapping[str, Cursor]) -> None:
-        if not cursors:
-            return
-        table = self.state.cursors
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.version],
-            set_={
-                "changed_at": stmt.excluded.changed_at,
-                "key": stmt.excluded.key,
-                "saved_at": func.now(),
-            },
-            where=tuple_(table.c.changed_at, table.c.key)
-            < tuple_(stmt.excluded.changed_at, stmt.excluded.key),
-        )
-        rows = [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in cursors.items()]
-        self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, rows))
+    def save(self, cursors: Mapping[str, Position]) -> None:
+        by_time = {v: c for v, c in cursors.items() if isinstance(c, Cursor)}
+        by_log = {v: c for v, c in cursors.items() if isinstance(c, LogCursor)}
+        if by_time:
+            table = self.state.cursors
+            stmt = insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.version],
+                set_={
+                    "changed_at": stmt.excluded.changed_at,
+                    "key": stmt.excluded.key,
+                    "saved_at": func.now(),
+                },
+                where=tuple_(table.c.changed_at, table.c.key)
+                < tuple_(stmt.excluded.changed_at, stmt.excluded.key),
+            )
+            rows = [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in by_time.items()]
+            self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, rows))
+        if by_log:
+            table = self.state.log_cursors
+            stmt = insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.version],
+                set_={
+                    "phase": stmt.excluded.phase,
+                    "major": stmt.excluded.major,
+                    "minor": stmt.excluded.minor,
+                    "saved_at": func.now(),
+                },
+                where=tuple_(table.c.phase, table.c.major, table.c.minor)
+                < tuple_(stmt.excluded.phase, stmt.excluded.major, stmt.excluded.minor),
+            )
+            log_rows = [
+                {"version": v, "phase": c.phase, "major": c.major, "minor": c.minor}
+                for v, c in by_log.items()
+            ]
+            self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, log_rows))

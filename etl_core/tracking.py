@@ -20,12 +20,14 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Connection,
+    DateTime,
     Engine,
     Identity,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects import postgresql
@@ -87,6 +89,10 @@ class Tracking:
     key: str
     joined: tuple[Tracked, ...] = ()
     schema: str = "etl_state"
+    notify: bool = True
+    """``pg_notify`` once per statement, so a follower wakes within milliseconds. PostgreSQL
+    refuses ``PREPARE TRANSACTION`` after a ``NOTIFY``: if your applications use two-phase
+    commit on these tables, set False; followers then poll (``ETL_FOLLOW_POLL_S``)."""
     _log: Table = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -236,10 +242,12 @@ class Tracking:
             "    ELSE\n"
             f"        {on_delete}\n"
             "    END IF;\n"
-            "    IF FOUND THEN\n"
-            f"        PERFORM pg_notify({_literal(self.channel)}, '');\n"
-            "    END IF;\n"
-            "    RETURN NULL;\n"
+            + (
+                f"    IF FOUND THEN\n        PERFORM pg_notify({_literal(self.channel)}, '');\n    END IF;\n"
+                if self.notify
+                else ""
+            )
+            + "    RETURN NULL;\n"
             "END\n"
         )
         if _BODY_TAG in body:  # a quoted identifier could in theory contain it
@@ -368,6 +376,8 @@ def _log_table(source: str, schema: str) -> Table:
         Column("tbl", Text, nullable=False),
         Column("key", Text, nullable=False),
         Column("op", Text, nullable=False),
+        # The writing transaction's start: how old the oldest unread entry is (lag in seconds).
+        Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         # Readers page on (xid, seq): every entry of a transaction, in statement order.
         PrimaryKeyConstraint("xid", "seq", name=f"{name}_pkey"),
         CheckConstraint("op IN ('I', 'U', 'D')", name=f"{name}_op"),

@@ -18,10 +18,10 @@ from dagster import (
     observable_source_asset,
 )
 
-from etl_core import IndexVersion, Source
+from etl_core import Cursor, IndexVersion, Source
 from etl_core.extract import Lag
 from etl_core.lifecycle import Lifecycles, lifecycle_state
-from etl_core.pipeline import SyncResult
+from etl_core.pipeline import SyncResult, combine
 from etl_core.planner import CloseEnough, is_behind
 from orchestration.cursors import CURSOR_KEY, DagsterCursorStore
 from orchestration.partitions import SYNC_POOL, VERSION_PARTITIONS
@@ -34,16 +34,21 @@ class SyncConfig(Config):  # type: ignore[misc]
     the live lane gets its turn between chunks."""
     checkpoint_every_s: float = 5.0
     """How often a long run records its cursors as checkpoints (AssetObservations)."""
+    follow_s: float = 0.0
+    """Follow mode (sources with change capture): keep syncing on every commit's notification
+    for this many seconds, then end; the schedule starts the next follower."""
 
 
 def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]:
     totals = result.versions[key]
     cursor = totals.cursor
-    seconds = lag.seconds_behind(cursor)
+    seconds = lag.seconds_behind(key)
+    by_time = cursor if isinstance(cursor, Cursor) else None
     return {
         CURSOR_KEY: MetadataValue.json(cursor.to_json() if cursor else {}),
-        "cursor_changed_at": MetadataValue.text(cursor.changed_at.isoformat() if cursor else ""),
-        "cursor_key": MetadataValue.text(str(cursor.key) if cursor else ""),
+        "cursor_text": MetadataValue.text(cursor.describe() if cursor else ""),
+        "cursor_changed_at": MetadataValue.text(by_time.changed_at.isoformat() if by_time else ""),
+        "cursor_key": MetadataValue.text(str(by_time.key) if by_time else ""),
         "docs_indexed": MetadataValue.int(totals.indexed),
         "docs_deleted": MetadataValue.int(totals.deleted),
         "delete_not_found": MetadataValue.int(totals.not_found),
@@ -98,9 +103,24 @@ def build_index_asset(
             conns.state.create()
             extractor = conns.extractor(source)
             try:
-                result = conns.sync(
-                    source, lane, extractor=extractor, cursors=store, max_pages=config.max_pages or None
-                )
+                if config.follow_s > 0:
+                    followed = conns.follow(
+                        source,
+                        lane,
+                        window_s=config.follow_s,
+                        extractor=extractor,
+                        cursors=store,
+                        keep_results=True,
+                    )
+                    result = combine(followed.results)
+                    context.log.info(
+                        f"followed {keys} for {config.follow_s:.0f} s: {followed.syncs} syncs, "
+                        f"{followed.wakeups} wake-ups, {followed.polls} polls"
+                    )
+                else:
+                    result = conns.sync(
+                        source, lane, extractor=extractor, cursors=store, max_pages=config.max_pages or None
+                    )
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})
@@ -115,9 +135,7 @@ def build_index_asset(
                     live=by_key[key].index in live,
                     validated=validation is not None and validation[0],
                     cursor=cursor,
-                    behind=is_behind(
-                        cursor, lag.head.changed_at if lag.head else None, lag.rows_behind.get(key), close
-                    ),
+                    behind=is_behind(key, cursor, lag, close),
                 )
         for key in keys:
             metadata = partition_metadata(key, result, lag)
@@ -142,12 +160,8 @@ def build_source_asset(source: Source[Any]) -> SourceAsset:
             head = extractor.head()
             rows = extractor.count()
         return ObserveResult(
-            data_version=DataVersion(f"{head.changed_at.isoformat()}/{head.key}" if head else "empty"),
-            metadata={
-                "rows": MetadataValue.int(rows),
-                "head_changed_at": MetadataValue.text(head.changed_at.isoformat() if head else ""),
-                "head_key": MetadataValue.text(str(head.key) if head else ""),
-            },
+            data_version=DataVersion(head or "empty"),
+            metadata={"rows": MetadataValue.int(rows), "head": MetadataValue.text(head or "")},
         )
 
     return _observe

@@ -13,22 +13,22 @@ from typing import Any
 
 from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInstance, MetadataValue
 
-from etl_core.cursor import Cursor, merge
+from etl_core.cursor import Position, merge, position_from_json
 
 CURSOR_KEY = "cursor"
 
 
-def _cursor_of(metadata: Mapping[str, Any]) -> Cursor | None:
+def _cursor_of(metadata: Mapping[str, Any]) -> Position | None:
     value = metadata.get(CURSOR_KEY)
     data = getattr(value, "value", value)
-    if not isinstance(data, dict) or "changed_at" not in data:
+    if not isinstance(data, dict) or not data:
         return None
-    return Cursor.from_json(data)
+    return position_from_json(data)
 
 
-def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) -> Cursor | None:
+def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) -> Position | None:
     flt = AssetRecordsFilter(asset_key=asset_key, asset_partitions=[version])
-    found: Cursor | None = None
+    found: Position | None = None
     for fetch in (instance.fetch_materializations, instance.fetch_observations):
         for record in fetch(flt, limit=1).records:
             entry = record.asset_materialization or record.asset_observation
@@ -39,7 +39,7 @@ def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) ->
 
 def read_cursors(
     instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str]
-) -> dict[str, Cursor | None]:
+) -> dict[str, Position | None]:
     return {v: read_cursor(instance, asset_key, v) for v in versions}
 
 
@@ -62,14 +62,14 @@ class DagsterCursorStore:
         self.asset_key = asset_key
         self.log_event = log_event
         self.every_s = every_s
-        self.pending: dict[str, Cursor] = {}
+        self.pending: dict[str, Position] = {}
         self.checkpoints = 0
         self._last = time.monotonic()
 
-    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]:
+    def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         return read_cursors(self.instance, self.asset_key, versions)
 
-    def save(self, cursors: Mapping[str, Cursor]) -> None:
+    def save(self, cursors: Mapping[str, Position]) -> None:
         for key, cursor in cursors.items():
             merged = merge(self.pending.get(key), cursor)
             assert merged is not None

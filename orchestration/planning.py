@@ -9,7 +9,8 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
-from etl_core import Cursor, IndexVersion, Lifecycle, Source
+from etl_core import IndexVersion, Lifecycle, Source
+from etl_core.cursor import Position
 from etl_core.lifecycle import Lifecycles
 from etl_core.planner import CloseEnough, Lane, plan_lanes
 from orchestration.cursors import read_cursors
@@ -30,7 +31,7 @@ class Plan:
     """Version keys in partition order, existing ones first (the order ranges are drawn in)."""
     new: list[str]
     lanes: list[Lane]
-    cursors: dict[str, Cursor | None]
+    cursors: dict[str, Position | None]
 
 
 def active(versions: Sequence[IndexVersion[Any]], retired: set[str]) -> list[str]:
@@ -56,8 +57,7 @@ def make_plan(
         if not order:
             return Plan(order, new, [], cursors)
         lag = conns.extractor(source).lag(cursors)  # one statement for every version
-    head = lag.head.changed_at if lag.head else None
-    lanes = plan_lanes(order, cursors, head, close, lag.rows_behind)
+    lanes = plan_lanes(order, cursors, lag, close)
     return Plan(order, new, lanes, cursors)
 
 
@@ -68,8 +68,12 @@ def in_flight(instance: DagsterInstance, lane: Lane) -> bool:
     return bool(runs)
 
 
-def run_request(lane: Lane, trigger: str, catch_up_pages: int) -> RunRequest:
-    config = {"max_pages": catch_up_pages} if lane.catch_up else {}
+def run_request(lane: Lane, trigger: str, catch_up_pages: int, follow_s: float = 0.0) -> RunRequest:
+    """A catch-up lane runs a page budget; a live lane runs to the bound, or follows the source
+    for ``follow_s`` seconds when follow mode is on."""
+    config: dict[str, Any] = {"max_pages": catch_up_pages} if lane.catch_up else {}
+    if follow_s and not lane.catch_up:
+        config["follow_s"] = follow_s
     return RunRequest(
         tags={**lane_tags(lane.versions), "etl/trigger": trigger, "etl/catch_up": str(lane.catch_up).lower()},
         run_config={"ops": {"search_index": {"config": config}}},

@@ -19,6 +19,7 @@ from orchestration.partitions import VERSION_PARTITIONS
 from orchestration.resources import SyncEngine
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
+from orchestration.tracking import build_tracking_job
 
 
 def _env_int(name: str, default: int, minimum: int = 1) -> int:
@@ -50,7 +51,9 @@ def build_definitions(
     default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedules stopped (switch
     them on in the UI); ``ETL_READ_ALIAS`` (the alias readers query, default ``products``);
     ``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (validation thresholds,
-    default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``).
+    default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``); ``ETL_FOLLOW_S`` (follow
+    mode, sources with change capture: each scheduled live-lane run follows the source for this
+    many seconds; 0, the default, syncs once per tick).
     """
     validate_versions(versions, source.fields)
     close = close or CloseEnough(
@@ -62,6 +65,7 @@ def build_definitions(
         automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
 
     read_alias = read_alias or os.environ.get("ETL_READ_ALIAS", "products")
+    follow_s = float(_env_int("ETL_FOLLOW_S", 0, minimum=0)) if source.tracking is not None else 0.0
     thresholds = thresholds or Thresholds(
         max_dead_letters=_env_int("ETL_MAX_DEAD_LETTERS", 0, minimum=0),
         max_lag_rows=_env_int("ETL_MAX_LAG_ROWS", 0, minimum=0),
@@ -90,16 +94,25 @@ def build_definitions(
         selection=AssetSelection.assets(index).without_checks(),
         description="Sync a contiguous range of index versions in one lane.",
     )
+    tracking_jobs = [build_tracking_job(source)] if source.tracking is not None else []
     return Definitions(
         assets=[source_asset, index],
         asset_checks=[checks],
-        jobs=[job, validate_job, *migration_jobs],
+        jobs=[job, validate_job, *migration_jobs, *tracking_jobs],
         sensors=[
             build_planner_sensor(source, versions, job, index.key, close, catch_up_pages, running=automation)
         ],
         schedules=[
             build_freshness_schedule(
-                source, versions, job, index.key, close, catch_up_pages, cron, running=automation
+                source,
+                versions,
+                job,
+                index.key,
+                close,
+                catch_up_pages,
+                cron,
+                running=automation,
+                follow_s=follow_s,
             ),
             *migration_schedules,
         ],

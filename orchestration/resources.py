@@ -22,6 +22,7 @@ _OPTIONAL = (
     "ETL_PAGE_SIZE",
     "ETL_BULK_MAX_BYTES",
     "ETL_STATE_SCHEMA",
+    "TRACKING_DATABASE_URL",
 )
 
 
@@ -38,6 +39,7 @@ class SyncEngine(ConfigurableResource):  # type: ignore[misc]
     etl_page_size: str = ""
     etl_bulk_max_bytes: str = ""
     etl_state_schema: str = ""
+    tracking_database_url: str = ""
 
     @classmethod
     def from_env(cls) -> "SyncEngine":

@@ -33,6 +33,7 @@ def build_freshness_schedule(
     catch_up_pages: int,
     cron: str,
     running: bool = True,
+    follow_s: float = 0.0,
 ) -> ScheduleDefinition:
     @schedule(
         name="keep_live_versions_fresh",
@@ -49,7 +50,7 @@ def build_freshness_schedule(
         known = set(plan.partitions) - set(plan.new)  # the sensor adds partitions, not us
         lanes = [lane for lane in plan.lanes if set(lane.versions) <= known]
         requests = [
-            run_request(lane, "schedule", catch_up_pages)
+            run_request(lane, "schedule", catch_up_pages, follow_s)
             for lane in lanes
             if not in_flight(context.instance, lane)
         ]

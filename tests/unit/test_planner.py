@@ -1,13 +1,34 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from etl_core.cursor import Cursor
-from etl_core.planner import CloseEnough, Lane, plan_lanes
+from etl_core.extract import Lag
+from etl_core.planner import CloseEnough, Lane
+from etl_core.planner import plan_lanes as plan
 from tests.unit.fakes import at
 
 HEAD = at(1000)
 CLOSE = CloseEnough(timedelta(seconds=60), rows=100)
+
+
+def plan_lanes(
+    versions: Sequence[str],
+    cursors: Mapping[str, Cursor | None],
+    head: datetime | None,
+    close: CloseEnough,
+    rows: Mapping[str, int] | None = None,
+) -> list[Lane]:
+    """The planner, with the lag a change-column source reports for these cursors and head."""
+    seconds = {
+        v: 0.0 if head is None else float("inf") if c is None else (head - c.changed_at).total_seconds()
+        for v, c in cursors.items()
+    }
+    behind = {
+        v: (rows or {}).get(v, 0 if head is None else 1 if c is None else 0) for v, c in cursors.items()
+    }
+    return plan(versions, cursors, Lag(behind, seconds), close)
 
 
 def test_close_versions_share_one_lane() -> None:

@@ -1,0 +1,61 @@
+"""The ``change_tracking`` job: review, install or remove a source's generated change capture.
+
+``plan`` changes nothing and records the DDL as run metadata, so it can be read (and handed to a
+DBA) in the UI; ``apply`` and ``remove`` run it as ``TRACKING_DATABASE_URL`` when that is set (a
+role that may create triggers on the tracked tables), else as the source's role.
+"""
+
+from typing import Any, Literal
+
+from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, Output, job, op
+from sqlalchemy.exc import DBAPIError
+
+from etl_core import Source
+from etl_core.settings import make_engine
+from orchestration.resources import SyncEngine
+
+
+class TrackingConfig(Config):  # type: ignore[misc]
+    action: Literal["plan", "apply", "remove", "status"] = "plan"
+
+
+def build_tracking_job(source: Source[Any]) -> JobDefinition:
+    tracking = source.tracking
+    assert tracking is not None
+
+    @op(
+        name=f"{source.name}_change_tracking",
+        description=f"Plan, apply or remove the generated change capture of source `{source.name}`.",
+    )
+    def change_tracking(
+        context: OpExecutionContext, config: TrackingConfig, sync_engine: SyncEngine
+    ) -> Output[None]:
+        plan = tracking.plan()
+        metadata: dict[str, Any] = {"ddl": MetadataValue.md(f"```sql\n{plan}```"), "action": config.action}
+        if config.action != "plan":
+            settings = sync_engine.settings()
+            engine = make_engine(settings.tracking_url or settings.source_url)
+            try:
+                if config.action == "apply":
+                    tracking.apply(engine)
+                elif config.action == "remove":
+                    tracking.remove(engine)
+                metadata["installed"] = tracking.installed(engine)
+            except DBAPIError as exc:
+                raise Failure(
+                    f"PostgreSQL refused to {config.action} the tracking of {source.name!r}: "
+                    f"{type(exc.orig).__name__}. Set TRACKING_DATABASE_URL to a role that owns the "
+                    "tracked tables, or hand the plan (this run's `ddl` metadata) to your DBA"
+                ) from None
+            finally:
+                engine.dispose()
+            context.log.info(
+                f"tracking of {source.name!r}: {config.action} done, installed={metadata['installed']}"
+            )
+        return Output(None, metadata=metadata)
+
+    @job(name="change_tracking", description=change_tracking.description)
+    def change_tracking_job() -> None:
+        change_tracking()
+
+    return change_tracking_job
