@@ -29,7 +29,8 @@ def main() -> None:
     version = dataclasses.replace(version, key=f"rss{args.rows}")
     conns.state.create()
     with conns.state.engine.begin() as conn:  # always a full backfill
-        conn.execute(conns.state.cursors.delete().where(conns.state.cursors.c.version == version.key))
+        for table in (conns.state.cursors, conns.state.log_cursors):
+            conn.execute(table.delete().where(table.c.version == version.key))
     result = conns.sync(source, [version])
     conns.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,8 @@ from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion
 from etl_core.connect import Connections
-from etl_core.extract import normalise
+from etl_core.extract import normalise_capture
+from etl_core.model import Page
 from etl_core.route import serialise
 from etl_core.settings import Settings, make_engine
 from etl_core.versions import BACKFILL_SETTINGS
@@ -73,10 +75,17 @@ def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[f
     return time.perf_counter() - began, result
 
 
-def extract_only(conns: Connections) -> tuple[float, int]:
+def walk(conns: Connections) -> Iterator[Page[Any]]:
+    """The pages a full sync reads: the backfill by key, then the (empty) log after it."""
     extractor = conns.extractor(CATALOGUE)
+    bound = extractor.watermark().below
+    assert isinstance(bound, int)
+    return normalise_capture(CATALOGUE, extractor.capture_pages(None, bound))
+
+
+def extract_only(conns: Connections) -> tuple[float, int]:
     began, rows = time.perf_counter(), 0
-    for page in normalise(CATALOGUE, extractor.pages(None, FAR_FUTURE)):
+    for page in walk(conns):
         rows += len(page.changes)
     return time.perf_counter() - began, rows
 
@@ -92,9 +101,10 @@ def ceiling(conns: Connections, version: IndexVersion[Any]) -> tuple[float, int]
         "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
     }
     client.indices.create(index=index, body={"settings": settings, "mappings": version.mappings})
-    extractor = conns.extractor(CATALOGUE)
     spent, docs = 0.0, 0
-    for page in normalise(CATALOGUE, extractor.pages(None, FAR_FUTURE)):
+    for page in walk(conns):
+        if not page.changes:
+            continue
         lines = []
         for change in page.changes:
             meta = {

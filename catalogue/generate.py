@@ -17,6 +17,8 @@ from importlib import resources
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from catalogue.source import TRACKING
+
 WORDS = (
     "alpine amber arctic atlas aurora basalt birch breeze canyon cedar cobalt coral crimson delta "
     "ember fern fjord flint frost garnet glacier granite harbor hazel indigo iris jade juniper "
@@ -38,9 +40,11 @@ CATEGORY_TREE = {
 
 
 def create_schema(engine: Engine) -> None:
+    """The demo tables, then their generated change capture (idempotent, like a user's apply)."""
     ddl = resources.files("catalogue").joinpath("schema.sql").read_text()
     with engine.begin() as conn:
         conn.exec_driver_sql(ddl)
+    TRACKING.apply(engine)
 
 
 def reset(engine: Engine) -> None:
@@ -68,14 +72,6 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
         category_ids = _ensure_categories(conn)
         first = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM products").scalar_one())
         # The link trigger only re-stamps products this very transaction inserts; skip it in bulk.
-        touch = bool(
-            conn.exec_driver_sql(
-                "SELECT 1 FROM pg_trigger WHERE tgname = 'product_categories_touch' "
-                "AND tgrelid = 'product_categories'::regclass"
-            ).first()
-        )
-        if touch:
-            conn.exec_driver_sql("ALTER TABLE product_categories DISABLE TRIGGER product_categories_touch")
         with raw.cursor() as cur:
             with cur.copy(
                 "COPY products (id, sku, name, description, brand_id, price_cents, "
@@ -101,8 +97,6 @@ def generate(engine: Engine, rows: int, seed: int = 42) -> dict[str, int]:
                 for i in range(first, first + rows):
                     for c in rng.sample(category_ids, rng.randint(1, 3)):
                         copy.write_row((i, c))
-        if touch:
-            conn.exec_driver_sql("ALTER TABLE product_categories ENABLE TRIGGER product_categories_touch")
         conn.exec_driver_sql("SELECT setval('products_id_seq', (SELECT max(id) FROM products))")
     return {"products": rows, "brands": n_brands, "categories": len(category_ids)}
 

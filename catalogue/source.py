@@ -124,15 +124,6 @@ catalogue_select = select(
     products.c.deleted_at,
 ).select_from(products.outerjoin(brands, brands.c.id == products.c.brand_id))
 
-CATALOGUE = Source(
-    name="catalogue",
-    selectable=catalogue_select,
-    record_type=Product,
-    key="id",
-    changed="updated_at",
-    deleted="deleted_at",
-)
-
 # Change capture for the same documents: which rows of which table change which products.
 # A brand's rows reach products through products.brand_id; a category's through the link table;
 # a link row names its product itself. `python -m etl_core.tracking plan` prints the DDL.
@@ -147,11 +138,24 @@ TRACKING = Tracking(
     ),
 )
 
-CATALOGUE_CAPTURED = Source(
+CATALOGUE = Source(
     name="catalogue",
     selectable=catalogue_select,
     record_type=Product,
     key="id",
     deleted="deleted_at",
     tracking=TRACKING,
+)
+CATALOGUE_CAPTURED = CATALOGUE  # the name the first change-capture tests used
+
+# The same documents ordered by a change column instead, for a table that already carries a
+# trustworthy one (stamped on every change, parents included). The demo's updated_at is not
+# maintained by anything, so only tests that install such a stamp use this.
+CATALOGUE_BY_COLUMN = Source(
+    name="catalogue",
+    selectable=catalogue_select,
+    record_type=Product,
+    key="id",
+    changed="updated_at",
+    deleted="deleted_at",
 )

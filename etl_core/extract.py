@@ -9,16 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import Engine, func, literal, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from etl_core.capture import backfill_statement, bound_statement, log_lag_statement, log_page_statement
+from etl_core.capture import (
+    XMIN,
+    backfill_statement,
+    bound_statement,
+    log_lag_statement,
+    log_page_statement,
+    trim_statement,
+)
 from etl_core.cursor import Cursor, LogCursor, Position, external_version
 from etl_core.errors import SourceRefused, SourceUnavailable
+from etl_core.logs import event
 from etl_core.model import Change, Page
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 from etl_core.source import WATERMARK_SQL, Source
@@ -152,6 +160,33 @@ class Extractor(Generic[R]):
         )
         return bool(self._run("pending", stmt)[0][0])
 
+    def trim(self, cursors: Sequence[Position | None]) -> int:
+        """Delete the log entries every one of ``cursors`` (every non-retired version's) has read;
+        how many. Nothing while any version has no position yet."""
+        if self.source.tracking is None or not cursors:
+            return 0
+        if not all(isinstance(c, LogCursor) for c in cursors):
+            return 0
+        below = min(c.hand_over() for c in cursors if isinstance(c, LogCursor))
+        stmt = trim_statement(self.source.tracking, below)
+
+        def once() -> int:
+            with self.engine.begin() as conn:
+                self.statements += 1
+                return int(conn.execute(stmt).rowcount)
+
+        try:
+            deleted = call_with_retry(
+                once, retry_on=transient_db_error, backoff=self.backoff, log_as="source_retry", what="trim"
+            )
+        except DBAPIError as exc:
+            raise SourceRefused(
+                f"the change log of source {self.source.name!r} could not be trimmed: {_first_line(exc)}. "
+                "The sync role needs DELETE on it (GRANT DELETE ON <state schema>.<source>_changes)"
+            ) from None
+        event("log_trimmed", source=self.source.name, below=below.describe(), deleted=deleted)
+        return deleted
+
     def existing(self, keys: list[Any]) -> list[Any]:
         """Which of ``keys`` still have a source row (one query)."""
         if not keys:
@@ -163,6 +198,31 @@ class Extractor(Generic[R]):
         if not keys:
             return []
         return self._run("rows by key", self.source.by_keys_statement(keys))
+
+    def by_keys(self, keys: list[Any]) -> Page[R]:
+        """The current rows of ``keys`` as one page (one query): fresh data for replays.
+        Keys with no row left are simply absent."""
+        if self.source.tracking is None:
+            return next(normalise(self.source, iter([self.rows_by_keys(keys)])), Page(1, [], _NOWHERE))
+        src = self.source.subquery()
+        stmt = select(
+            select(XMIN).scalar_subquery().label("etl_xmin"), *(src.c[f] for f in self.source.fields)
+        )
+        rows = self._run("rows by key", stmt.where(src.c[self.source.key].in_(keys))) if keys else []
+        xmin = int(rows[0][0]) if rows else 0
+        raw = RawPage("backfill", rows, LogCursor.backfill(0, xmin), xmin)
+        return next(normalise_capture(self.source, iter([raw])))
+
+    def walk(self) -> Iterator[Page[R]]:
+        """Every current row, in pages: what reconciliation compares the indices with."""
+        if self.source.tracking is None:
+            yield from normalise(self.source, self.pages(None, _FAR_FUTURE))
+            return
+        bound = self.watermark().below
+        assert isinstance(bound, int)
+        for page in normalise_capture(self.source, self.capture_pages(None, bound, log=False)):
+            if page.changes:  # the backfill's pages, not the hand-over
+                yield page
 
     def count(self) -> int:
         return int(self._run("count", self.source.count_statement())[0][0])
@@ -184,7 +244,7 @@ class Extractor(Generic[R]):
         self.drained = True
 
     def capture_pages(
-        self, after: LogCursor | None, bound: int, follow_from: LogCursor | None = None
+        self, after: LogCursor | None, bound: int, follow_from: LogCursor | None = None, *, log: bool = True
     ) -> Iterator[RawPage]:
         """Pages of a source with change capture: a backfill by key from ``after`` (when it is a
         backfill position, or None) that hands over to the log at ``bound``; then the log, from
@@ -207,6 +267,9 @@ class Extractor(Generic[R]):
                     break
             hand_over = LogCursor.log(bound, 0)
             yield RawPage("hand_over", (), hand_over, bound)
+            if not log:
+                self.drained = True
+                return
             position = hand_over if follow_from is None else min(hand_over, follow_from)
         while True:
             stmt = log_page_statement(src, fields, key, tracking, position, self.page_size)
@@ -221,6 +284,10 @@ class Extractor(Generic[R]):
             if entries < self.page_size:
                 break
         self.drained = True
+
+
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+_NOWHERE = Cursor(_FAR_FUTURE, 0)
 
 
 def _seconds(head: Cursor | None, cursor: Position | None) -> float:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import orjson
 
 from etl_core.cursor import Cursor
-from etl_core.extract import Extractor, normalise
+from etl_core.extract import Extractor
 from etl_core.load import load, park_dead_letters
 from etl_core.logs import event
 from etl_core.model import Action, Outcome, RoutedPage, VersionBatch
@@ -35,7 +34,6 @@ from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
 EXAMPLES = 5
-_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -100,7 +98,7 @@ def reconcile(
     lettered = dead_letters.open_keys(v.key for v in versions)
     nobody: dict[str, Cursor | None] = {v.key: None for v in versions}
 
-    for page in normalise(source, extractor.pages(None, _FAR_FUTURE)):
+    for page in extractor.walk():
         ids = [str(c.key) for c in page.changes]
         routed = route_page(page, versions, nobody, source.record_to_json)
         for version in versions:

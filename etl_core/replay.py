@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from etl_core.extract import Extractor, normalise
+from etl_core.extract import Extractor
 from etl_core.load import load, park_dead_letters
 from etl_core.logs import event
 from etl_core.model import Action, RoutedPage
@@ -45,8 +45,7 @@ def replay_dead_letters(
         keys = [letter["key"] for letter in dead_letters.open_letters(version.key)]
         for start in range(0, len(keys), batch):
             chunk = keys[start : start + batch]
-            rows = extractor.rows_by_keys([source.key_from_id(k) for k in chunk])
-            pages = list(normalise(source, iter([rows] if rows else [])))
+            pages = [extractor.by_keys([source.key_from_id(k) for k in chunk])]
             routed: list[RoutedPage[R]] = [
                 route_page(p, [version], {version.key: None}, source.record_to_json) for p in pages
             ]

@@ -19,11 +19,13 @@ from dagster import (
 )
 
 from etl_core import Cursor, IndexVersion, Source
-from etl_core.extract import Lag
+from etl_core.connect import Connections
+from etl_core.errors import EtlError
+from etl_core.extract import Extractor, Lag
 from etl_core.lifecycle import Lifecycles, lifecycle_state
 from etl_core.pipeline import SyncResult, combine
 from etl_core.planner import CloseEnough, is_behind
-from orchestration.cursors import CURSOR_KEY, DagsterCursorStore
+from orchestration.cursors import CURSOR_KEY, DagsterCursorStore, read_cursors
 from orchestration.partitions import SYNC_POOL, VERSION_PARTITIONS
 from orchestration.resources import SyncEngine
 
@@ -63,6 +65,27 @@ def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]
         "lane": MetadataValue.text(",".join(result.versions)),
         "duration_s": MetadataValue.float(round(result.duration_s, 3)),
     }
+
+
+def trim_log(
+    context: AssetExecutionContext,
+    extractor: Extractor[Any],
+    conns: Connections,
+    versions: Sequence[IndexVersion[Any]],
+) -> None:
+    """Drop change-log entries every non-retired version has read. A role without DELETE on the
+    log only loses the trimming: a warning, not a failed sync."""
+    if extractor.source.tracking is None:
+        return
+    active = [v.key for v in versions if v.key not in Lifecycles(conns.state).retired()]
+    cursors = read_cursors(context.instance, context.asset_key, active)
+    try:
+        deleted = extractor.trim(list(cursors.values()))
+    except EtlError as exc:
+        context.log.warning(str(exc))
+        return
+    if deleted:
+        context.log.info(f"change log trimmed: {deleted} entries every version has read")
 
 
 def build_index_asset(
@@ -123,6 +146,7 @@ def build_index_asset(
                     )
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
+            trim_log(context, extractor, conns, versions)
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})
             life = Lifecycles(conns.state)
             live = set(conns.sink.alias_targets(read_alias))

@@ -67,7 +67,10 @@ class DagsterCursorStore:
         self._last = time.monotonic()
 
     def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
-        return read_cursors(self.instance, self.asset_key, versions)
+        """What the event log holds, merged with what this store saved and has not flushed yet
+        (a follower syncs many times between two checkpoints)."""
+        found = read_cursors(self.instance, self.asset_key, versions)
+        return {k: merge(c, self.pending.get(k)) for k, c in found.items()}
 
     def save(self, cursors: Mapping[str, Position]) -> None:
         for key, cursor in cursors.items():

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from catalogue.generate import create_schema
+from catalogue.source import CATALOGUE_BY_COLUMN
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import make_client
 from tests.integration.harness import Harness
@@ -59,6 +60,17 @@ def database(settings: Settings, admin_engine: Engine) -> Iterator[str]:
     finally:
         with admin_engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def by_column(harness: Harness) -> Harness:
+    """The harness on change-column mode: a trustworthy ``updated_at`` stamped by triggers (the
+    kind a user's table may already carry), read through ``CATALOGUE_BY_COLUMN``."""
+    ddl = (ROOT / "tests" / "integration" / "change_column.sql").read_text()
+    with harness.source_engine.begin() as conn:
+        conn.exec_driver_sql(ddl)
+    harness.source = CATALOGUE_BY_COLUMN
+    return harness
 
 
 @pytest.fixture

@@ -29,17 +29,19 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def reader_role(harness: Harness, admin_engine: Engine) -> Iterator[tuple[str, str]]:
-    """A login role that may SELECT the catalogue and nothing else (plus pg_read_all_stats, so
-    it can see other sessions' transaction starts for the high watermark)."""
+    """A login role that may SELECT the catalogue and its change log, and nothing else: no
+    pg_read_all_stats, no superuser; the change log's bound needs no privilege."""
     name, password = f"reader_{uuid.uuid4().hex[:8]}", f"Pw-{uuid.uuid4().hex}"
     db = harness.source_engine.url.database
     with admin_engine.connect() as conn:
         conn.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
         conn.execute(text(f'GRANT CONNECT ON DATABASE "{db}" TO {name}'))
-        conn.execute(text(f"GRANT pg_read_all_stats TO {name}"))
     with harness.source_engine.begin() as conn:
         conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {name}"))
         conn.execute(text(f"GRANT SELECT ON products, brands, categories, product_categories TO {name}"))
+        # and read access to the change log the generated triggers write (nothing else of etl_state)
+        conn.execute(text(f"GRANT USAGE ON SCHEMA etl_state TO {name}"))
+        conn.execute(text(f"GRANT SELECT ON etl_state.catalogue_changes TO {name}"))
     try:
         yield name, password
     finally:

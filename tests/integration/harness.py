@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, select
 
 from catalogue.source import CATALOGUE, Product
 from catalogue.versions import VERSIONS
-from etl_core import IndexVersion, OpenSearchSink, PostgresCursorStore, PostgresDeadLetterStore, sync
+from etl_core import IndexVersion, OpenSearchSink, PostgresCursorStore, PostgresDeadLetterStore, Source, sync
 from etl_core.extract import Extractor
 from etl_core.pipeline import SyncResult
 from etl_core.retry import Backoff
@@ -29,6 +29,8 @@ class Harness:
     client: OpenSearch
     prefix: str
     page_size: int = 200
+    source: Source[Product] = CATALOGUE
+    """The demo with change capture; tests of change-column mode use ``by_column``."""
     statements: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -54,7 +56,7 @@ class Harness:
     def extractor(self, **kw: Any) -> Extractor[Product]:
         kw.setdefault("page_size", self.page_size)
         kw.setdefault("backoff", FAST_BACKOFF)
-        return Extractor(self.source_engine, CATALOGUE, **kw)
+        return Extractor(self.source_engine, self.source, **kw)
 
     def sync(self, versions: Sequence[IndexVersion[Product]], **kw: Any) -> SyncResult:
         kw.setdefault("extractor", self.extractor())

@@ -65,10 +65,11 @@ SNAPSHOT = text(
 
 
 def prepare(h: Harness, rows: int, seed: int = 5) -> None:
-    """Demo data, then the old touch triggers gone (generate() toggles one of them by name)."""
+    """Demo data, then the demo's own tracking removed: each test installs what it examines."""
     generate(h.source_engine, rows=rows, seed=seed)
     with h.source_engine.begin() as conn:
         conn.exec_driver_sql(DROP_TOUCH_TRIGGERS)
+    TRACKING.remove(h.source_engine)
 
 
 def snapshot(engine: Engine) -> list[tuple[Any, ...]]:

@@ -62,6 +62,7 @@ MIGRATION_OPS = {
     "retire_version": "record_retirement",
     "replay_dead_letters": "replay",
     "reconcile": "reconcile_versions",
+    "change_tracking": "catalogue_change_tracking",
 }
 """Each migration job's one op, whose config the job takes."""
 

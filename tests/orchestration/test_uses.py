@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from catalogue.generate import generate
 from catalogue.versions import V1, V2, V3
+from etl_core.cursor import LogCursor, position_from_json
 from orchestration.cursors import read_cursor
 from orchestration.partitions import lane_tags
 from tests.conftest import ROOT
@@ -66,12 +67,14 @@ def test_a_schedule_tick_advances_every_live_version_with_one_extraction(project
 
     after = {k: project.metadata(k) for k in ("v1", "v2")}
     for k in ("v1", "v2"):
-        assert after[k]["cursor"]["changed_at"] > before[k]["changed_at"]
+        assert position_from_json(after[k]["cursor"]) > position_from_json(before[k])
         assert after[k]["docs_indexed"] == 450 // 7 + 0  # ids 7, 14, ... 448
         assert after[k]["lag_rows"] == 0 and after[k]["caught_up"] is True
     # one extraction for both: the same run, the same pages and statements recorded on both
     assert after["v1"]["rows_read"] == after["v2"]["rows_read"] == 450 // 7
-    assert after["v1"]["statements"] == after["v2"]["statements"] == 1 + after["v1"]["pages"]
+    # the bound, one statement per page of the log, and the empty probe after a full last page
+    assert after["v1"]["statements"] == after["v2"]["statements"]
+    assert after["v1"]["statements"] - 1 - after["v1"]["pages"] in (0, 1)
     runs = project.instance.get_runs()
     assert runs[0].tags["etl/lane"] == "v1-v2"
     assert_parity(h, v1, v2)
@@ -114,7 +117,9 @@ def test_declaring_v3_adds_its_partition_and_backfills_it_while_v1_v2_keep_synci
         tick = project.sensor_tick()
         requests = list(tick.run_requests) if isinstance(tick, SensorResult) else []
     assert merged
-    assert 3 <= chunks <= 4  # 1200 rows at 3 pages of 100 a chunk, merged once within 150 rows
+    # 1200 rows at 3 pages of 100 a chunk; the hand-over to the log is a page of its own, and a
+    # backfilling version joins the live lane only once it follows the log
+    assert 4 <= chunks <= 5
     assert project.metadata("v3")["caught_up"] is True
 
     # merged: the next tick syncs all three in one lane
@@ -151,24 +156,29 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     )
     key = AssetKey("search_index")
     deadline = time.monotonic() + 120
-    while read_cursor(project.instance, key, "v1") is None or (
-        read_cursor(project.instance, key, "v1").key < 500  # a few pages in
-    ):
+
+    def backfilled() -> int:
+        """The last key the backfill of v1 checkpointed (its cursor is ``(0, key, bound)``)."""
+        cursor = read_cursor(project.instance, key, "v1")
+        assert cursor is None or isinstance(cursor, LogCursor)
+        return 0 if cursor is None else cursor.major if cursor.backfilling else rows
+
+    while backfilled() < 500:  # a few pages in
         assert child.poll() is None, "the run finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    checkpoint = read_cursor(project.instance, key, "v1")
-    assert checkpoint is not None and 500 <= checkpoint.key < rows
+    checkpoint = backfilled()
+    assert 500 <= checkpoint < rows
     with pytest.raises(AssertionError, match="no materialisation"):
         project.metadata("v1")  # the killed run recorded none
 
     resume = project.execute(RunRequest(tags=lane_tags(["v1"])))
     assert resume.success
     meta = project.metadata("v1")
-    redone = meta["rows_read"] - (rows - checkpoint.key)
+    redone = meta["rows_read"] - (rows - checkpoint)
     assert 0 <= redone <= 100 * 5  # at most the pages acknowledged after the last checkpoint
-    print(f"kill -9 after {checkpoint.key} rows checkpointed: {redone // 100} pages redone")
-    assert meta["cursor"]["key"] == rows and meta["caught_up"] is True
+    print(f"kill -9 after {checkpoint} rows checkpointed: {redone // 100} pages redone")
+    assert "xid" in meta["cursor"] and meta["caught_up"] is True  # through the source, to the log
     assert_parity(h, v1)

@@ -1,0 +1,68 @@
+"""Change capture in Dagster: the ``change_tracking`` job, and follow mode in a long-lived run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from dagster import DagsterRunStatus, RunsFilter
+
+from catalogue.generate import generate
+from catalogue.versions import V1
+from etl_core.planner import Lane
+from orchestration.planning import run_request
+from tests.integration.test_sync import assert_parity, execute
+from tests.orchestration.conftest import Project
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_change_tracking_job_plans_applies_and_removes(project: Project) -> None:
+    project.declare([project.harness.version(V1)])
+    plan = project.run_job("change_tracking", action="plan")
+    assert plan.success
+    [materialised] = [
+        e.step_output_data.metadata for e in plan.all_node_events if e.event_type_value == "STEP_OUTPUT"
+    ]
+    assert "CREATE OR REPLACE TRIGGER etl_track_catalogue_upd" in materialised["ddl"].value
+    for action, installed in (("status", True), ("remove", False), ("status", False), ("apply", True)):
+        result = project.run_job("change_tracking", action=action)
+        assert result.success
+        [meta] = [
+            e.step_output_data.metadata for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"
+        ]
+        assert meta["installed"].value is installed, action
+
+
+def test_a_follow_run_keeps_the_live_lane_in_step_and_is_never_doubled(project: Project) -> None:
+    h = project.harness
+    generate(h.source_engine, rows=300, seed=81)
+    v1 = h.version(V1)
+    project.declare([v1])
+    project.instance.add_dynamic_partitions("index_versions", ["v1"])
+    assert project.execute(run_request(Lane(("v1",), False), "test", 3)).success  # the backfill
+
+    follower = run_request(Lane(("v1",), False), "test", 3, follow_s=6)
+    outcome: dict[str, bool] = {}
+    runner = threading.Thread(target=lambda: outcome.update(ok=project.execute(follower).success))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        started = RunsFilter(statuses=[DagsterRunStatus.STARTED])
+        while not project.instance.get_runs(filters=started, limit=1):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert project.schedule_tick() == []  # a lane with a run in flight gets no second one
+        for product in range(10, 20):  # ten commits while the run follows the source
+            execute(h, f"UPDATE products SET name = 'followed {product}' WHERE id = {product}")
+            time.sleep(0.2)
+    finally:
+        runner.join()
+    assert outcome == {"ok": True}
+    meta = project.metadata("v1")
+    assert meta["docs_indexed"] == 10 and meta["caught_up"] is True
+    assert {h.documents(v1)[str(p)]["name"] for p in range(10, 20)} == {
+        f"followed {p}" for p in range(10, 20)
+    }
+    assert_parity(h, v1)
