@@ -146,7 +146,6 @@ CATALOGUE = Source(
     deleted="deleted_at",
     tracking=TRACKING,
 )
-CATALOGUE_CAPTURED = CATALOGUE  # the name the first change-capture tests used
 
 # The same documents ordered by a change column instead, for a table that already carries a
 # trustworthy one (stamped on every change, parents included). The demo's updated_at is not

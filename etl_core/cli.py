@@ -1,8 +1,8 @@
 """``python -m etl_core``: any source, from a shell, without Dagster.
 
-    python -m etl_core --source catalogue.source:CATALOGUE_CAPTURED tracking plan
-    python -m etl_core --source catalogue.source:CATALOGUE_CAPTURED tracking apply
-    python -m etl_core --source … --versions catalogue.versions:VERSIONS sync
+    python -m etl_core --source catalogue.source:CATALOGUE tracking plan
+    python -m etl_core --source catalogue.source:CATALOGUE tracking apply
+    python -m etl_core --source catalogue.source:CATALOGUE --versions catalogue.versions:VERSIONS sync
     python -m etl_core --source … --versions … follow --seconds 300
 
 ``--source`` names a :class:`~etl_core.Source` (``package.module:ATTR``), ``--versions`` a sequence

@@ -16,6 +16,7 @@ from etl_core.cursor import lowest
 from etl_core.errors import ConfigError
 from etl_core.extract import Extractor
 from etl_core.follow import FollowResult, Listener, follow
+from etl_core.lanes import PostgresLaneLock
 from etl_core.pipeline import SyncResult, sync
 from etl_core.retry import DEFAULT_BACKOFF, Backoff
 from etl_core.settings import Settings, make_engine
@@ -38,6 +39,7 @@ class Connections:
     sink: OpenSearchSink = field(init=False)
     dead_letters: PostgresDeadLetterStore = field(init=False)
     cursors: PostgresCursorStore = field(init=False)
+    lanes: PostgresLaneLock = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -59,6 +61,7 @@ class Connections:
         )
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)
+        self.lanes = PostgresLaneLock(self.state)
 
     def extractor(self, source: Source[R], **kwargs: Any) -> Extractor[R]:
         kwargs.setdefault("page_size", self.settings.page_size)
@@ -66,12 +69,17 @@ class Connections:
         return Extractor(self.source_engine, source, **kwargs)
 
     def sync(self, source: Source[R], versions: Sequence[IndexVersion[R]], **kwargs: Any) -> SyncResult:
-        """:func:`etl_core.sync` with these connections; any argument may be overridden."""
+        """:func:`etl_core.sync` with these connections, as the versions' only writer (their lane
+        lock held, or :class:`~etl_core.lanes.LaneBusy`); any argument may be overridden."""
+        with self.lanes.hold(versions):
+            return self._sync(source, versions, **kwargs)
+
+    def _sync(self, source: Source[R], versions: Sequence[IndexVersion[R]], **kwargs: Any) -> SyncResult:
         kwargs.setdefault("extractor", self.extractor(source))
         kwargs.setdefault("sink", self.sink)
         kwargs.setdefault("dead_letters", self.dead_letters)
         kwargs.setdefault("cursors", self.cursors)
-        return sync(versions, **kwargs)
+        return sync(versions, exclusive=True, **kwargs)
 
     def follow(
         self,
@@ -80,7 +88,7 @@ class Connections:
         *,
         window_s: float,
         debounce_s: float = 0.05,
-        idle_s: float = 30.0,
+        idle_s: float | None = None,
         keep_results: bool = False,
         **kwargs: Any,
     ) -> FollowResult:
@@ -97,15 +105,16 @@ class Connections:
             return extractor.pending(lowest([t.cursor for t in result.versions.values()]))
 
         try:
-            return follow(
-                lambda: self.sync(source, versions, extractor=extractor, **kwargs),
-                listener,
-                window_s=window_s,
-                debounce_s=debounce_s,
-                idle_s=idle_s,
-                pending=pending,
-                keep_results=keep_results,
-            )
+            with self.lanes.hold(versions):
+                return follow(
+                    lambda: self._sync(source, versions, extractor=extractor, **kwargs),
+                    listener,
+                    window_s=window_s,
+                    debounce_s=debounce_s,
+                    idle_s=self.settings.follow_poll_s if idle_s is None else idle_s,
+                    pending=pending,
+                    keep_results=keep_results,
+                )
         finally:
             listener.close()
 

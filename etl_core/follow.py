@@ -8,11 +8,13 @@ cursors. While idle it sends nothing, except one poll every ``idle_s`` as a safe
 
 A commit whose entries sit above the snapshot bound (an older transaction still open) is not
 readable yet, and its notification is already spent; so after a sync that leaves entries unread,
-the follower polls again soon, backing off, until they are read.
+the follower polls again soon: 50 ms after a sync that made progress, backing off to at most
+``PENDING_MAX_S`` while the bound stays held, never to the idle interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,13 @@ class Listener:
     """A dedicated autocommit connection that ``LISTEN``s on one channel."""
 
     def __init__(self, url: URL, channel: str) -> None:
+        self.url = url
         self.channel = channel
+        self.reconnects = 0
+        self._connect()
+
+    def _connect(self) -> None:
+        url, channel = self.url, self.channel
         try:
             params: dict[str, Any] = {k: v for k, v in url.query.items() if isinstance(v, str)}
             params.update(
@@ -46,17 +54,40 @@ class Listener:
             ) from None
 
     def wait(self, timeout: float) -> int:
-        """Block until a notification arrives or ``timeout`` passes; how many arrived."""
+        """Block until a notification arrives or ``timeout`` passes; how many arrived. A dropped
+        connection (a restart, a terminated backend) is reopened and counts as a wake-up: what
+        was notified meanwhile is lost, so the follower syncs to catch up."""
         if timeout <= 0:
             return 0
-        return sum(1 for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+        try:
+            return sum(1 for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.OperationalError:
+            self._reopen()
+            return 1
 
     def drain(self, within: float) -> int:
         """Swallow the notifications of a burst: whatever arrives in the next ``within`` seconds."""
-        return sum(1 for _ in self.conn.notifies(timeout=within)) if within > 0 else 0
+        if within <= 0:
+            return 0
+        try:
+            return sum(1 for _ in self.conn.notifies(timeout=within))
+        except psycopg.OperationalError:
+            self._reopen()
+            return 1
+
+    def _reopen(self) -> None:
+        self.reconnects += 1
+        event("listen_reconnect", channel=self.channel, reconnects=self.reconnects)
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+        self._connect()
 
     def close(self) -> None:
         self.conn.close()
+
+
+PENDING_FIRST_S = 0.05
+PENDING_MAX_S = 2.0
 
 
 @dataclass
@@ -94,18 +125,23 @@ def follow(
         out.indexed += sum(t.indexed for t in result.versions.values())
         if keep_results:
             out.results.append(result)
-        retry_s = min(max(retry_s * 2, 0.1), idle_s) if pending(result) else 0.0
+        if not pending(result):
+            retry_s = 0.0
+        elif result.rows_read or not retry_s:
+            retry_s = PENDING_FIRST_S  # progress: whatever is left is probably about to be readable
+        else:
+            retry_s = min(retry_s * 2, PENDING_MAX_S)
 
     once()
     while (left := deadline - time.monotonic()) > 0:
         woke = listener.wait(min(retry_s or idle_s, left))
+        if time.monotonic() >= deadline:
+            break
         if woke:
             out.wakeups += 1
             listener.drain(debounce_s)
         else:
             out.polls += 1
-        if time.monotonic() >= deadline:
-            break
         once()
     event("follow_finished", syncs=out.syncs, wakeups=out.wakeups, polls=out.polls, indexed=out.indexed)
     return out

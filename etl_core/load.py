@@ -38,18 +38,22 @@ def load(
     sink: Sink,
     payload_of: Callable[[Any], Mapping[str, Any]],
     new_indices: Collection[str] = (),
+    *,
+    prune: bool = True,
 ) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
     """Send every version's actions of a page together and fold the outcomes back into each
     version's batch. Per-document failures become dead letters of that version only (with the
     record's payload, so they can be replayed); the rest of the page proceeds.
 
     ``new_indices``: keys of the versions whose index this run created (nothing to delete there).
+    ``prune``: skip deletes of absent documents; only for the one writer of these versions.
     """
 
     def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
         for routed in pages:
             for key, batch in routed.batches.items():
-                _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
+                if prune:
+                    _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
             actions = [a for b in routed.batches.values() for a in b.actions]
             if actions:
                 by_key = {str(c.key): c for c in routed.page.changes}

@@ -132,12 +132,18 @@ def sync(
     max_pages: int | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
     prefetch_pages: int = 2,
+    exclusive: bool = False,
 ) -> SyncResult:
     """Bring every version of the lane up to the source's high watermark with one extraction.
 
     Reads each version's cursor, starts at the slowest one, and sends each page once to the
     database for all versions. Raises :class:`~etl_core.errors.ServiceUnavailable` (after retries)
     without moving any cursor past an unacknowledged page.
+
+    ``exclusive``: the caller holds these versions' lane lock (:mod:`etl_core.lanes`), so no
+    other writer can race this one, and deletes of documents the index does not hold are not
+    sent. Without it every delete is sent: a versioned delete leaves a tombstone that refuses an
+    older write still in flight from another sync.
     """
     began = time.perf_counter()
     source = extractor.source
@@ -170,7 +176,7 @@ def sync(
         read,
         route(versions, starts, source.record_to_json),
         prefetch(prefetch_pages),
-        load(sink, source.record_to_json, new_indices),
+        load(sink, source.record_to_json, new_indices, prune=exclusive),
         park_dead_letters(dead_letters),
         resolve_dead_letters(dead_letters, [v.key for v in versions]),
         advance(starts),

@@ -60,6 +60,9 @@ class Settings:
     page_size: int = 1000
     bulk_max_bytes: int = 5 * 1024 * 1024
     state_schema: str = "etl_state"
+    follow_poll_s: float = 30.0
+    """How often an idle follower polls the change log anyway (``ETL_FOLLOW_POLL_S``): a safety
+    net with notifications, the only wake-up for tracking declared with ``notify=False``."""
     tracking_url: URL | None = None
     """A role that may create triggers on the tracked tables (``TRACKING_DATABASE_URL``); the
     sync role needs only SELECT. None: the source URL."""
@@ -90,6 +93,7 @@ class Settings:
             tracking_url=url_from_env(env, "TRACKING_DATABASE_URL")
             if env.get("TRACKING_DATABASE_URL")
             else None,
+            follow_poll_s=float(_int(env, "ETL_FOLLOW_POLL_S", 30)),
         )
 
     def __repr__(self) -> str:

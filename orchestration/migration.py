@@ -125,13 +125,14 @@ def build_migration_jobs(
             conns.state.create()
             life = Lifecycles(conns.state)
             chosen = pick(context, config.versions, life.retired())
-            drifts = reconcile(
-                chosen,
-                conns.extractor(source),
-                conns.sink,
-                repair=config.repair,
-                dead_letters=conns.dead_letters,
-            )
+            with conns.lanes.hold(chosen):  # repairs overwrite: no sync may write meanwhile
+                drifts = reconcile(
+                    chosen,
+                    conns.extractor(source),
+                    conns.sink,
+                    repair=config.repair,
+                    dead_letters=conns.dead_letters,
+                )
             deleted = life.delete_expired(conns.sink)
         for key, d in drifts.items():
             context.log_event(

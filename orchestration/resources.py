@@ -23,6 +23,7 @@ _OPTIONAL = (
     "ETL_BULK_MAX_BYTES",
     "ETL_STATE_SCHEMA",
     "TRACKING_DATABASE_URL",
+    "ETL_FOLLOW_POLL_S",
 )
 
 
@@ -40,6 +41,7 @@ class SyncEngine(ConfigurableResource):  # type: ignore[misc]
     etl_bulk_max_bytes: str = ""
     etl_state_schema: str = ""
     tracking_database_url: str = ""
+    etl_follow_poll_s: str = ""
 
     @classmethod
     def from_env(cls) -> "SyncEngine":

@@ -15,6 +15,7 @@ from catalogue.source import CATALOGUE, Product
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion, OpenSearchSink, PostgresCursorStore, PostgresDeadLetterStore, Source, sync
 from etl_core.extract import Extractor
+from etl_core.lanes import PostgresLaneLock
 from etl_core.pipeline import SyncResult
 from etl_core.retry import Backoff
 from etl_core.stores import StateSchema
@@ -39,6 +40,7 @@ class Harness:
         self.state.create()
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)
+        self.lanes = PostgresLaneLock(self.state)
         self.sink = OpenSearchSink(self.client, backoff=FAST_BACKOFF)
 
     def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -63,7 +65,8 @@ class Harness:
         kw.setdefault("sink", self.sink)
         kw.setdefault("dead_letters", self.dead_letters)
         kw.setdefault("cursors", self.cursors)
-        return sync(versions, **kw)
+        with self.lanes.hold(versions):  # the one writer of these versions, as Connections.sync
+            return sync(versions, exclusive=True, **kw)
 
     def source_records(self) -> Iterator[Product]:
         """Every source row as a record, read in one plain query (the test's own, not paged)."""

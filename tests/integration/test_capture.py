@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from catalogue.generate import churn, generate
-from catalogue.source import CATALOGUE_CAPTURED, TRACKING
+from catalogue.source import CATALOGUE, TRACKING
 from catalogue.versions import V1
 from etl_core.cursor import LogCursor
 from etl_core.extract import Extractor
@@ -52,7 +52,7 @@ def h(harness: Harness) -> Iterator[Harness]:
 
 def extractor(h: Harness, engine: Engine | None = None, **kw: Any) -> Extractor[Any]:
     kw.setdefault("page_size", h.page_size)
-    return Extractor(engine or h.source_engine, CATALOGUE_CAPTURED, backoff=FAST_BACKOFF, **kw)
+    return Extractor(engine or h.source_engine, CATALOGUE, backoff=FAST_BACKOFF, **kw)
 
 
 def sync(h: Harness, versions: list[Any], **kw: Any) -> SyncResult:
@@ -180,7 +180,7 @@ def test_changes_during_a_backfill_are_handed_over_to_the_log(h: Harness) -> Non
                 execute(h, "UPDATE brands SET name = 'Brand during backfill' WHERE id = 2")
             return rows
 
-    meddling = Meddling(h.source_engine, CATALOGUE_CAPTURED, page_size=200, backoff=FAST_BACKOFF)
+    meddling = Meddling(h.source_engine, CATALOGUE, page_size=200, backoff=FAST_BACKOFF)
     result = sync(h, [v1], extractor=meddling)
     totals = result.versions["v1"]  # 7 had been indexed; 950, ahead of the walk, never was
     assert result.caught_up and (totals.deleted, totals.not_found) == (1, 1)

@@ -106,9 +106,7 @@ def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page() -> None:
             dead_letters=MemoryDeadLetters(),
             cursors=store,
         )
-    # page two (a dead letter and a soft delete in a new index) needed no write: the failing
-    # second write is page three's, so the cursor stands at the end of page two
-    assert store.cursors == {"v1": Cursor(at(4), 4)}
+    assert store.cursors == {"v1": Cursor(at(2), 2)}
     assert sink.finished == []
     # the next run resumes after page one and completes
     sync(
@@ -183,6 +181,7 @@ def test_deletes_are_not_sent_for_documents_the_index_does_not_hold() -> None:
         sink=sink,
         dead_letters=letters,
         cursors=MemoryCursorStore(),
+        exclusive=True,
     )
     # a new index: the rejected row (2) and the soft-deleted one (4) cost no delete at all
     assert (first.versions["v3"].deleted, first.versions["v3"].not_found) == (0, 2)
@@ -197,10 +196,22 @@ def test_deletes_are_not_sent_for_documents_the_index_does_not_hold() -> None:
         sink=sink,
         dead_letters=letters,
         cursors=cursors,
+        exclusive=True,
     )
     assert (second.versions["v3"].deleted, second.versions["v3"].not_found) == (2, 1)
     assert sink.deletes == 2 and sink.probes == 1
     assert sink.docs["items_v3"] == {}
+    # not the only writer: every delete is sent (a tombstone guards it against an older write)
+    cursors.save({"v3": Cursor(at(5), 5)})
+    sink.deletes = 0
+    shared = sync(
+        [stocked],
+        extractor=ListExtractor(SOURCE, later, page_size=5),
+        sink=sink,
+        dead_letters=letters,
+        cursors=MemoryCursorStore(),
+    )
+    assert sink.deletes == 3 and sink.probes == 1 and shared.versions["v3"].not_found == 3
 
 
 def test_a_successful_write_resolves_the_open_dead_letter_of_that_version_only() -> None:
