@@ -6,10 +6,10 @@ rewrites no root row (DESIGN.md, "Change capture"). This measures all four on th
 
 How, in one process, on a database and an index prefix of its own (both removed at the end):
 
-1. A fresh database ``bench_fresh_<hex>`` with the demo schema, the old hand-written touch
-   triggers dropped, ``TRACKING`` applied, ``--rows`` generated products (one in ten moved to
-   brand 1, so that brand has many products). A first ``Connections.sync`` builds ``v1`` under
-   the prefix and the alias ``<prefix>_read`` is pointed at it.
+1. A fresh database ``bench_fresh_<hex>`` with the demo schema and its generated tracking,
+   ``--rows`` generated products (one in ten moved to brand 1, so that brand has many
+   products). A first ``Connections.sync`` builds ``v1`` under the prefix and the alias
+   ``<prefix>_read`` is pointed at it.
 2. **Latency.** A follower thread runs ``Connections.follow`` for the whole measurement. A writer
    commits, at ``--rate`` per second for ``--seconds``, single-row updates of distinct products,
    each setting a unique marker as the product's ``name`` (indexed by v1 as ``name.raw``) and
@@ -56,7 +56,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from catalogue.generate import create_schema, generate
-from catalogue.source import CATALOGUE, TRACKING
+from catalogue.source import CATALOGUE
 from catalogue.versions import V1
 from etl_core import IndexVersion
 from etl_core.connect import Connections
@@ -66,14 +66,6 @@ from etl_core.sink import OpenSearchSink, make_client
 
 PREFIX = "bench-fresh-"
 # The demo's old hand-written triggers that rewrote product rows (tests/integration/test_capture.py).
-TOUCH_TRIGGERS = (
-    ("products_touch", "products"),
-    ("brands_touch", "brands"),
-    ("brands_touch_products", "brands"),
-    ("categories_touch", "categories"),
-    ("categories_touch_products", "categories"),
-    ("product_categories_touch", "product_categories"),
-)
 RENAMED_BRAND = 1
 MOVE_TO_BRAND_ONE_IN = 10  # one product in ten joins brand 1 before the first sync
 PROBE_INTERVAL_S = 0.02
@@ -134,11 +126,7 @@ def prepare_database(base: Settings, name: str, rows: int, seed: int) -> Setting
     url = base.source_url.set(database=name)
     engine = short_lived(url)
     try:
-        create_schema(engine)
-        with engine.begin() as conn:
-            for trigger, table in TOUCH_TRIGGERS:
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
-        TRACKING.apply(engine)
+        create_schema(engine)  # the demo tables with their generated tracking
         log(f"generating {rows} rows (seed {seed})")
         generate(engine, rows, seed)
         with engine.begin() as conn:

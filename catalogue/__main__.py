@@ -1,4 +1,8 @@
-"""``python -m catalogue init|generate|churn|sync``: the demo from a shell, without Dagster."""
+"""``python -m catalogue init|generate|churn``: the demo's data from a shell.
+
+Syncing is ``python -m etl_core --source catalogue.source:CATALOGUE --versions
+catalogue.versions:VERSIONS sync`` (or ``follow``), as for any source.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import sys
 import orjson
 
 from catalogue.generate import churn, create_schema, generate, reset
-from catalogue.source import CATALOGUE
-from catalogue.versions import VERSIONS
 from etl_core import EtlError
 from etl_core.connect import Connections
 from etl_core.settings import Settings
@@ -19,7 +21,7 @@ from etl_core.settings import Settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m catalogue")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="create the catalogue tables and triggers (idempotent)")
+    sub.add_parser("init", help="create the catalogue tables and their generated change capture (idempotent)")
     g = sub.add_parser("generate", help="append N deterministic products")
     g.add_argument("--rows", type=int, default=10_000)
     g.add_argument("--seed", type=int, default=42)
@@ -31,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--long-share", type=float, default=0.05, help="share of changes held in a long transaction"
     )
-    s = sub.add_parser("sync", help="sync the demo versions once and print per-version counts")
-    s.add_argument("--versions", default=",".join(v.key for v in VERSIONS))
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.reset:
                     reset(conns.source_engine)
                 print(orjson.dumps(generate(conns.source_engine, args.rows, args.seed)).decode())
-            elif args.command == "churn":
+            else:
                 done = churn(
                     conns.source_engine,
                     rate=args.rate,
@@ -57,21 +57,6 @@ def main(argv: list[str] | None = None) -> int:
                     long_share=args.long_share,
                 )
                 print(orjson.dumps(dict(done)).decode())
-            else:
-                wanted = set(args.versions.split(","))
-                versions = [v for v in VERSIONS if v.key in wanted]
-                conns.state.create()
-                result = conns.sync(CATALOGUE, versions)
-                for key, t in result.versions.items():
-                    print(
-                        f"{key}: indexed={t.indexed} deleted={t.deleted} not_found={t.not_found} "
-                        f"stale={t.stale} "
-                        f"dead_letters={t.dead_letters} cursor={t.cursor and t.cursor.to_json()}"
-                    )
-                print(
-                    f"pages={result.pages} rows_read={result.rows_read} "
-                    f"statements={result.statements} duration_s={result.duration_s:.2f}"
-                )
         finally:
             conns.close()
     except EtlError as exc:

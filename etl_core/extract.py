@@ -203,7 +203,8 @@ class Extractor(Generic[R]):
         """The current rows of ``keys`` as one page (one query): fresh data for replays.
         Keys with no row left are simply absent."""
         if self.source.tracking is None:
-            return next(normalise(self.source, iter([self.rows_by_keys(keys)])), Page(1, [], _NOWHERE))
+            found = self.rows_by_keys(keys)
+            return next(normalise(self.source, iter([found]))) if found else Page(1, [], _NOWHERE)
         src = self.source.subquery()
         stmt = select(
             select(XMIN).scalar_subquery().label("etl_xmin"), *(src.c[f] for f in self.source.fields)

@@ -131,3 +131,17 @@ def test_replaying_dead_letters_resolves_fixed_rows_and_keeps_the_rest(harness: 
     assert [(d["key"], d["attempts"]) for d in still] == [("22", 2)]
     assert "mapper_parsing_exception" in still[0]["reason"]
     assert h.documents(v2)["20"]["stock"] == 12
+
+
+def test_replay_in_change_column_mode_resolves_the_letters_of_vanished_rows(by_column: Harness) -> None:
+    """Every lettered row gone: the replay reads an empty page (no row to normalise) and resolves."""
+    h = by_column
+    generate(h.source_engine, rows=100, seed=34)
+    v2 = h.version(V2)
+    execute(h, "UPDATE products SET stock = 40000 WHERE id IN (20, 21)")  # v2's short refuses
+    h.sync([v2])
+    assert {d["key"] for d in h.dead_letters.open_letters("v2")} == {"20", "21"}
+    execute(h, "DELETE FROM products WHERE id IN (20, 21)")
+    result = replay_dead_letters([v2], extractor=h.extractor(), sink=h.sink, dead_letters=h.dead_letters)
+    assert (result["v2"].gone, result["v2"].resolved, result["v2"].still_failing) == (2, 0, 0)
+    assert h.dead_letters.open_letters("v2") == []

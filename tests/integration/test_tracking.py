@@ -14,35 +14,15 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Table, Text, select
 from sqlalchemy.exc import ProgrammingError
 
 from catalogue.generate import generate
-from catalogue.source import brands, categories, product_categories, products
+from catalogue.source import TRACKING, brands, categories, product_categories, products
 from etl_core.errors import ConfigError
 from etl_core.tracking import Hop, Tracked, Tracking
 from tests.integration.harness import Harness
 
 pytestmark = pytest.mark.integration
 
-TRACKING = Tracking(
-    "catalogue",
-    products,
-    "id",
-    (
-        Tracked(brands, "id", (Hop(products, "brand_id", "id"),)),
-        Tracked(categories, "id", (Hop(product_categories, "category_id", "product_id"),)),
-        Tracked(product_categories, "product_id"),
-    ),
-)
 USER_TABLES = ("products", "brands", "categories", "product_categories")
 Entry = tuple[int, str, str, str]
-
-# The first design's hand-written triggers rewrite product rows; drop them to measure tracking alone.
-DROP_TOUCH_TRIGGERS = """
-DROP TRIGGER IF EXISTS products_touch ON products;
-DROP TRIGGER IF EXISTS brands_touch ON brands;
-DROP TRIGGER IF EXISTS brands_touch_products ON brands;
-DROP TRIGGER IF EXISTS categories_touch ON categories;
-DROP TRIGGER IF EXISTS categories_touch_products ON categories;
-DROP TRIGGER IF EXISTS product_categories_touch ON product_categories;
-"""
 
 SNAPSHOT = text(
     """
@@ -67,8 +47,6 @@ SNAPSHOT = text(
 def prepare(h: Harness, rows: int, seed: int = 5) -> None:
     """Demo data, then the demo's own tracking removed: each test installs what it examines."""
     generate(h.source_engine, rows=rows, seed=seed)
-    with h.source_engine.begin() as conn:
-        conn.exec_driver_sql(DROP_TOUCH_TRIGGERS)
     TRACKING.remove(h.source_engine)
 
 
