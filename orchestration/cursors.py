@@ -16,6 +16,7 @@ from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInsta
 from etl_core.cursor import Position, merge, position_from_json
 
 CURSOR_KEY = "cursor"
+_OBSERVATIONS_PAGE = 20
 
 
 def _cursor_of(metadata: Mapping[str, Any]) -> Position | None:
@@ -27,14 +28,25 @@ def _cursor_of(metadata: Mapping[str, Any]) -> Position | None:
 
 
 def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) -> Position | None:
+    """The newest cursor of a partition: its latest materialisation's, merged with its latest
+    *checkpoint*. Reconcile and replay also observe the partition, without a cursor; the walk
+    back through observations skips those, so a checkpoint is never hidden behind them."""
     flt = AssetRecordsFilter(asset_key=asset_key, asset_partitions=[version])
     found: Position | None = None
-    for fetch in (instance.fetch_materializations, instance.fetch_observations):
-        for record in fetch(flt, limit=1).records:
-            entry = record.asset_materialization or record.asset_observation
-            if entry is not None:
-                found = merge(found, _cursor_of(entry.metadata))
-    return found
+    for record in instance.fetch_materializations(flt, limit=1).records:
+        if record.asset_materialization is not None:
+            found = merge(found, _cursor_of(record.asset_materialization.metadata))
+    page: str | None = None
+    while True:
+        result = instance.fetch_observations(flt, limit=_OBSERVATIONS_PAGE, cursor=page)
+        for record in result.records:
+            observed = record.asset_observation
+            cursor = None if observed is None else _cursor_of(observed.metadata)
+            if cursor is not None:
+                return merge(found, cursor)
+        if not result.has_more:
+            return found
+        page = result.cursor
 
 
 def read_cursors(

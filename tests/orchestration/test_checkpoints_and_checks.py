@@ -1,0 +1,64 @@
+"""Two debts of the Dagster layer: a checkpoint hidden behind later observations, and asset checks
+that ignored subsetting."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetObservation, MetadataValue
+
+from catalogue.generate import generate
+from catalogue.versions import V1
+from etl_core.cursor import LogCursor
+from orchestration.cursors import CURSOR_KEY, read_cursor
+from tests.orchestration.conftest import Project
+
+pytestmark = pytest.mark.integration
+INDEX = AssetKey("search_index")
+
+
+def test_a_checkpoint_stays_visible_behind_observations_without_a_cursor(project: Project) -> None:
+    """A killed run leaves a checkpoint; reconcile and replay then observe the partition without
+    a cursor. The next run must still resume from the checkpoint, not from the older
+    materialisation (it used to read only the latest observation)."""
+    checkpoint = LogCursor.backfill(700, 1234)
+    project.instance.report_runless_asset_event(
+        AssetObservation(
+            INDEX, partition="v1", metadata={CURSOR_KEY: MetadataValue.json(checkpoint.to_json())}
+        )
+    )
+    for n in range(45):  # more than a page of the walk back through observations
+        project.instance.report_runless_asset_event(
+            AssetObservation(INDEX, partition="v1", metadata={"reconcile_missing": n})
+        )
+    assert read_cursor(project.instance, INDEX, "v1") == checkpoint
+    assert read_cursor(project.instance, INDEX, "v2") is None
+
+
+def test_one_validation_check_alone_yields_that_check_alone(project: Project) -> None:
+    h = project.harness
+    generate(h.source_engine, rows=200, seed=91)
+    project.declare([h.version(V1)])
+    project.instance.add_dynamic_partitions("index_versions", ["v1"])
+    assert project.execute(project.schedule_tick()[0]).success
+    assert project.defs is not None
+    with project.pinned():
+        job = project.defs.resolve_job_def("validate_version")
+    lag = AssetCheckKey(INDEX, "lag_within_threshold")
+    result = job.get_subset(asset_check_selection={lag}).execute_in_process(
+        instance=project.instance, tags={"dagster/partition": "v1"}
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert [e.check_name for e in evaluations] == ["lag_within_threshold"]
+    assert evaluations[0].severity == AssetCheckSeverity.WARN  # lag heals by itself; parity does not
+    full = {e.check_name: e.severity for e in project_checks(project)}
+    assert full["documents_match_transform"] == AssetCheckSeverity.ERROR and len(full) == 4
+
+
+def project_checks(project: Project) -> list[object]:
+    assert project.defs is not None
+    with project.pinned():
+        job = project.defs.resolve_job_def("validate_version")
+    result = job.execute_in_process(instance=project.instance, tags={"dagster/partition": "v1"})
+    assert result.success
+    return list(result.get_asset_check_evaluations())
