@@ -4,6 +4,7 @@
     python -m etl_core --source catalogue.source:CATALOGUE tracking apply
     python -m etl_core --source catalogue.source:CATALOGUE --versions catalogue.versions:VERSIONS sync
     python -m etl_core --source … --versions … follow --seconds 300
+    python -m etl_core --source … --versions … trim
 
 ``--source`` names a :class:`~etl_core.Source` (``package.module:ATTR``), ``--versions`` a sequence
 of :class:`~etl_core.IndexVersion`. Connection settings come from the environment (README).
@@ -78,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("follow", help="sync on every change notification until the window ends")
     f.add_argument("--seconds", type=float, default=300.0, help="how long to follow (the window)")
     f.add_argument("--debounce", type=float, default=0.05, help="wait for more changes this long")
+    sub.add_parser(
+        "trim",
+        help="delete change-log entries every listed version has read (list every version still synced)",
+    )
     return parser
 
 
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "sync":
                 result = conns.sync(source, versions)
                 _print(result.report())
+            elif args.command == "trim":
+                cursors = conns.cursors.load(v.key for v in versions)
+                _print({"trimmed": conns.extractor(source).trim(list(cursors.values()))})
             else:
                 runs = conns.follow(source, versions, window_s=args.seconds, debounce_s=args.debounce)
                 _print(

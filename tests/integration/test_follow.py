@@ -536,3 +536,24 @@ def test_without_notify_a_follower_polls_and_a_prepared_transaction_works(
     assert result.wakeups == 0, result  # nothing notified: the changes came by polling
     assert result.polls >= 1 and result.syncs >= 2 and result.indexed > 0, result
     assert_exact_parity(h, versions)
+
+
+def test_the_command_line_syncs_then_trims_what_every_version_has_read(h: Harness, tmp_path: Path) -> None:
+    generate(h.source_engine, rows=300, seed=87)
+    env, log = cli_env(h), tmp_path / "cli.log"
+    versions = prefixed(h.prefix)  # what the command's --versions resolves to in its process
+    first = report(cli(["sync"], env, log), log, 120)
+    assert all(v["indexed"] > 0 for v in first["versions"].values())
+    execute(h, "UPDATE products SET price_cents = price_cents + 1 WHERE id <= 50")
+    execute(h, "DELETE FROM products WHERE id = 60")
+    before = log_size(h)
+    assert before > 0
+    report(cli(["sync"], env, log), log, 120)
+    trimmed = report(cli(["trim"], env, log), log, 120)["trimmed"]
+    assert trimmed == before and log_size(h) == 0  # every entry was read by every version
+    assert_exact_parity(h, versions)
+
+
+def log_size(h: Harness) -> int:
+    with h.source_engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM etl_state.catalogue_changes").scalar_one())
