@@ -1,4 +1,8 @@
-"""Exponential backoff with jitter, shared by the extractor and the sink."""
+"""One retry layer for every service call: tenacity's loop, our backoff policy.
+
+The extractor, the sink and the state stores all retry through :func:`call_with_retry`, and the
+OpenSearch client's own retries are off (``make_client``), so a budget is one number, never two
+multiplied."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from etl_core.logs import event
 
@@ -24,8 +29,9 @@ class Backoff:
     initial: float = 0.5
     maximum: float = 15.0
 
-    def delays(self) -> list[float]:
-        return [min(self.maximum, self.initial * 2**n) for n in range(self.attempts - 1)]
+    def delay(self, attempt: int) -> float:
+        """The wait after the ``attempt``-th failure (1-based), before jitter."""
+        return min(self.maximum, self.initial * 2.0 ** (attempt - 1))
 
 
 DEFAULT_BACKOFF = Backoff()
@@ -41,26 +47,34 @@ def call_with_retry(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``fn`` until it returns; re-raise the last error once the budget is spent or the error
-    is not retryable. Each retry is logged as the event ``log_as`` (never with the error's text,
-    which may quote a connection string)."""
-    delays = backoff.delays()
-    for attempt in range(backoff.attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt >= len(delays) or not retry_on(exc):
-                raise
-            delay = delays[attempt] * random.uniform(0.75, 1.25)
-            event(
-                log_as,
-                what=what,
-                attempt=attempt + 1,
-                delay_s=round(delay, 2),
-                error=type(exc).__name__,
-                status=getattr(exc, "status_code", None),
-            )
-            sleep(delay)
-    raise AssertionError("unreachable: the loop returns or raises")
+    is not retryable. The loop is tenacity's; the policy (budget, delays, jitter) is
+    :class:`Backoff`'s. Each retry is logged as the event ``log_as`` (never with the error's
+    text, which may quote a connection string)."""
+
+    def wait(state: RetryCallState) -> float:
+        # tenacity asks for the next delay before it checks the budget, the last attempt too
+        return backoff.delay(state.attempt_number) * random.uniform(0.75, 1.25)
+
+    def log(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        event(
+            log_as,
+            what=what,
+            attempt=state.attempt_number,
+            delay_s=round(state.upcoming_sleep, 2),
+            error=type(error).__name__,
+            status=getattr(error, "status_code", None),
+        )
+
+    retrying = Retrying(
+        stop=stop_after_attempt(backoff.attempts),
+        wait=wait,
+        retry=retry_if_exception(retry_on),
+        before_sleep=log,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(fn)
 
 
 def transient_db_error(exc: BaseException) -> bool:
