@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from etl_core.errors import EtlError
+from etl_core.errors import EtlError, StateUnavailable
 from etl_core.logs import event
 from etl_core.stores import StateSchema
 from etl_core.versions import IndexVersion
@@ -52,8 +52,15 @@ class PostgresLaneLock:
         try:
             for key, version in keys:
                 lock = (func.hashtext(_NAMESPACE), func.hashtext(key))
-                if not conn.execute(select(func.pg_try_advisory_lock(*lock))).scalar_one():
-                    holder = conn.execute(_HOLDER, {"ns": _NAMESPACE, "key": key}).scalar()
+                try:
+                    got = conn.execute(select(func.pg_try_advisory_lock(*lock))).scalar_one()
+                    holder = None if got else conn.execute(_HOLDER, {"ns": _NAMESPACE, "key": key}).scalar()
+                except DBAPIError as exc:
+                    raise StateUnavailable(
+                        f"the lane lock of version {version!r} could not be taken "
+                        f"({type(exc.orig).__name__}); check STATE_DATABASE_URL. No cursor was moved"
+                    ) from None
+                if not got:
                     raise LaneBusy(
                         f"version {version!r} is being synced by another process (PostgreSQL backend "
                         f"pid {holder}); wait for it to finish, or stop it. Two syncs of one version at "
