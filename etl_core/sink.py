@@ -128,6 +128,10 @@ class OpenSearchSink:
         self.backoff = backoff
         self.describe = describe  # a URL without credentials, for messages
         self.requests = 0
+        # What this sink has checked already, so a follower syncing many times a second does not
+        # ask again each time: indices that exist, and indices with their serving settings on.
+        self._ready: set[str] = set()
+        self._serving: set[str] = set()
 
     def _call(self, what: str, fn: Any) -> Any:
         """``fn`` with the sink's one retry budget; what escapes is one of the project's errors."""
@@ -180,6 +184,8 @@ class OpenSearchSink:
         created: list[IndexVersion[Any]] = []
         try:
             for version in versions:
+                if version.index in self._ready:
+                    continue
                 if self._call(f"creating index {version.index}", lambda v=version: self._create(v)):
                     created.append(version)
         except ConfigError:
@@ -190,6 +196,7 @@ class OpenSearchSink:
                 )
                 event("index_rolled_back", version=version.key, index=version.index)
             raise
+        self._ready.update(v.index for v in versions)
         return {v.key for v in created}
 
     def _create(self, version: IndexVersion[Any]) -> bool:
@@ -218,6 +225,9 @@ class OpenSearchSink:
         refresh so that what was just loaded is searchable."""
 
         def restore() -> None:
+            if version.index in self._serving:
+                self.client.indices.refresh(index=version.index)
+                return
             wanted = version.serving_settings
             current = self.client.indices.get_settings(index=version.index)
             index = current[version.index]["settings"]["index"]
@@ -228,6 +238,7 @@ class OpenSearchSink:
                 self.client.indices.put_settings(index=version.index, body={"index": wanted})
                 event("backfill_finished", version=version.key, index=version.index, **wanted)
             self.client.indices.refresh(index=version.index)
+            self._serving.add(version.index)
 
         self._call(f"settings of {version.index}", restore)
 
@@ -304,6 +315,8 @@ class OpenSearchSink:
         if not self._call(f"looking up {index}", lambda: self.client.indices.exists(index=index)):
             return False
         self._call(f"deleting {index}", lambda: self.client.indices.delete(index=index, ignore=[404]))
+        self._ready.discard(index)
+        self._serving.discard(index)
         event("index_deleted", index=index)
         return True
 
