@@ -92,10 +92,13 @@ class Project:
         assert self.defs is not None
         with self.pinned():
             sensor = self.defs.resolve_sensor_def("migration_planner")
-        ctx = build_sensor_context(
+        # Entered, so the instance the context opens from our ref is closed with it: left to the
+        # garbage collector, its exit resets Dagster's defs-state context variable to a stale
+        # storage at a random later moment (a later test then loads against a dropped database).
+        with build_sensor_context(
             instance=self.instance, resources={"sync_engine": self.engine}, definitions=self.defs
-        )
-        result = sensor(ctx)
+        ) as ctx:
+            result = sensor(ctx)
         if isinstance(result, SensorResult):
             for request in result.dynamic_partitions_requests or []:
                 self.instance.add_dynamic_partitions(
@@ -107,9 +110,9 @@ class Project:
         assert self.defs is not None
         with self.pinned():
             schedule = self.defs.resolve_schedule_def("keep_live_versions_fresh")
-        ctx = build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine})
-        result = schedule(ctx)
-        return list(result) if isinstance(result, list) else []
+        with build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine}) as ctx:
+            result = schedule(ctx)
+            return list(result) if isinstance(result, list) else []
 
     def execute(self, request: RunRequest) -> ExecuteInProcessResult:
         assert self.defs is not None
