@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run = uuid.uuid4().hex[:6]
     database = f"bench_deletes_{run}"
     settings = fresh_database(base, database, args.rows, args.seed)
-    conns = Connections(settings)
+    conns = Connections(settings, CATALOGUE.name)
     sink = CountingSink(
         conns.client,
         max_chunk_bytes=conns.sink.max_chunk_bytes,

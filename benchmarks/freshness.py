@@ -645,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         settings = prepare_database(base, database, args.rows, args.seed)
-        conns = Connections(settings)
+        conns = Connections(settings, CATALOGUE.name)
         conns.state.create()
         v1 = dataclasses.replace(V1, index=f"{prefix}-{V1.index}")
         log(f"first sync of {v1.key} into {v1.index}")

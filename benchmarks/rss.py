@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--index", required=True)
     args = parser.parse_args()
-    conns = Connections(Settings.from_env())
+    conns = Connections(Settings.from_env(), CATALOGUE.name)
     source = dataclasses.replace(CATALOGUE, selectable=catalogue_select.where(products.c.id <= args.rows))
     version = dataclasses.replace(V1, index=args.index)
     version = dataclasses.replace(version, key=f"rss{args.rows}")

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = prepare_database(base, args.rows, args.seed)
     os.environ["SOURCE_DATABASE_URL"] = settings.source_url.render_as_string(hide_password=False)
     os.environ["STATE_DATABASE_URL"] = os.environ["SOURCE_DATABASE_URL"]
-    conns = Connections(settings)
+    conns = Connections(settings, CATALOGUE.name)
     conns.state.create()
     conns.client.indices.delete(index=f"{PREFIX}*", ignore_unavailable=True)
     versions = list(VERSIONS[: args.versions])

@@ -13,6 +13,7 @@ import sys
 import orjson
 
 from catalogue.generate import churn, create_schema, generate, reset
+from catalogue.source import CATALOGUE
 from etl_core import EtlError
 from etl_core.connect import Connections
 from etl_core.settings import Settings
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("opensearch").setLevel(logging.WARNING)
     try:
-        conns = Connections(Settings.from_env())
+        conns = Connections(Settings.from_env(), CATALOGUE.name)
         try:
             if args.command == "init":
                 create_schema(conns.source_engine)

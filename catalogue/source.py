@@ -145,6 +145,7 @@ CATALOGUE = Source(
     key="id",
     deleted="deleted_at",
     tracking=TRACKING,
+    alias="products",  # what the storefront queries
 )
 
 # The same documents ordered by a change column instead, for a table that already carries a

@@ -1,16 +1,19 @@
 """``python -m etl_core``: any source, from a shell, without Dagster.
 
-    python -m etl_core --source catalogue.source:CATALOGUE tracking plan
-    python -m etl_core --source catalogue.source:CATALOGUE tracking apply
-    python -m etl_core --source catalogue.source:CATALOGUE --versions catalogue.versions:VERSIONS sync
-    python -m etl_core --source … --versions … follow --seconds 300
-    python -m etl_core --source … --versions … trim
+    python -m etl_core --source myproject.search:ORDERS tracking plan
+    python -m etl_core --source … --versions myproject.search:VERSIONS sync
+    python -m etl_core --source … --versions … status
+    python -m etl_core --source … --versions … validate v2
+    python -m etl_core --source … --versions … cut-over v2
 
 ``--source`` names a :class:`~etl_core.Source` (``package.module:ATTR``), ``--versions`` a sequence
-of :class:`~etl_core.IndexVersion`. Connection settings come from the environment (README).
-``tracking apply``/``remove`` run as ``TRACKING_DATABASE_URL`` when it is set (a role that may
-create triggers on the tables), else as ``SOURCE_DATABASE_URL``. Exit codes: 0 done, 1 a clear
-error (the message says what to fix), 2 a usage error.
+of :class:`~etl_core.IndexVersion`. Connection settings come from the environment (README);
+``ETL_INDEX_PREFIX`` goes before every index name and the read alias, as in Dagster. Cursors,
+dead letters, validations and retirements are the same records the Dagster jobs read and write,
+so a source can move between the two without re-reading anything.
+
+Exit codes: 0 done; 1 a clear error (the message says what to fix), or a check that did not pass
+(``validate``, ``tracking status`` when not installed); 2 a usage error.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -29,11 +33,17 @@ from sqlalchemy.exc import DBAPIError
 
 from etl_core.connect import Connections
 from etl_core.errors import ConfigError, EtlError, SourceUnavailable
+from etl_core.lanes import LaneBusy
+from etl_core.lifecycle import Lifecycles, Thresholds, validate
+from etl_core.planner import CloseEnough
+from etl_core.reconcile import reconcile
+from etl_core.replay import replay_dead_letters
 from etl_core.retry import transient_db_error
 from etl_core.settings import Settings, make_engine, url_from_env
 from etl_core.source import Source
+from etl_core.status import describe_versions
 from etl_core.tracking import Tracking
-from etl_core.versions import IndexVersion
+from etl_core.versions import IndexVersion, validate_versions, with_prefix
 
 
 def load_object(spec: str, what: str) -> Any:
@@ -58,24 +68,43 @@ def _source(spec: str) -> Source[Any]:
     return found
 
 
-def _versions(spec: str | None) -> list[IndexVersion[Any]]:
+def _versions(spec: str | None, source: Source[Any]) -> list[IndexVersion[Any]]:
     if spec is None:
         raise ConfigError("this command needs --versions package.module:ATTR (a list of IndexVersion)")
     found = load_object(spec, "versions")
     versions = list(found) if isinstance(found, Sequence) else []
     if not versions or not all(isinstance(v, IndexVersion) for v in versions):
         raise ConfigError(f"--versions {spec!r} must be a non-empty sequence of etl_core.IndexVersion")
+    versions = with_prefix(versions, os.environ.get("ETL_INDEX_PREFIX", ""))
+    validate_versions(versions, source.fields)
     return versions
 
 
+def _pick(versions: list[IndexVersion[Any]], wanted: Sequence[str]) -> list[IndexVersion[Any]]:
+    """The versions named on the command line (all of them when none is), in declaration order."""
+    by_key = {v.key: v for v in versions}
+    unknown = [k for k in wanted if k not in by_key]
+    if unknown:
+        raise ConfigError(f"versions {unknown} are not declared; declared are {sorted(by_key)}")
+    return [v for v in versions if v.key in wanted] if wanted else versions
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m etl_core", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m etl_core",
+        description="Sync any source to OpenSearch from a shell, without Dagster "
+        "(the same cursors, dead letters and validations the Dagster jobs use).",
+        epilog="Each command has --help. Exit codes: 0 done, 1 an error or a failed check, 2 usage.",
+    )
     parser.add_argument("--source", required=True, help="package.module:ATTR of an etl_core.Source")
     parser.add_argument("--versions", help="package.module:ATTR of a sequence of etl_core.IndexVersion")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tracking = sub.add_parser("tracking", help="the source's generated change capture")
     tracking.add_argument("verb", choices=["plan", "apply", "remove", "status"])
-    sub.add_parser("sync", help="bring the versions up to the source once, in one lane")
+
+    s = sub.add_parser("sync", help="bring the versions up to the source, in one lane (one read for all)")
+    s.add_argument("only", nargs="*", metavar="VERSION", help="sync only these (default: all not retired)")
+    s.add_argument("--max-pages", type=int, default=None, help="stop after this many pages")
     f = sub.add_parser("follow", help="sync on every change notification until the window ends")
     f.add_argument("--seconds", type=float, default=300.0, help="how long to follow (the window)")
     f.add_argument("--debounce", type=float, default=0.05, help="wait for more changes this long")
@@ -83,6 +112,23 @@ def _parser() -> argparse.ArgumentParser:
         "trim",
         help="delete change-log entries every listed version has read (list every version still synced)",
     )
+    sub.add_parser("status", help="per version: lifecycle, cursor, lag, open dead letters, validation")
+    v = sub.add_parser("validate", help="compare every document with the source; record the result")
+    v.add_argument("version")
+    c = sub.add_parser("cut-over", help="point the read alias at a validated version (atomic)")
+    c.add_argument("version")
+    r = sub.add_parser(
+        "retire", help="stop syncing a version; reconcile deletes its index after a grace period"
+    )
+    r.add_argument("version")
+    r.add_argument("--grace-hours", type=float, default=24.0)
+    p = sub.add_parser("replay", help="re-read dead-lettered rows by key and index them again")
+    p.add_argument("only", nargs="*", metavar="VERSION", help="default: all not retired")
+    k = sub.add_parser(
+        "reconcile", help="walk both sides' keys; repair drift; delete expired retired indices"
+    )
+    k.add_argument("only", nargs="*", metavar="VERSION", help="default: all not retired")
+    k.add_argument("--report-only", action="store_true", help="count the drift, repair nothing")
     return parser
 
 
@@ -94,31 +140,103 @@ def main(argv: list[str] | None = None) -> int:
         source = _source(args.source)
         if args.command == "tracking":
             return _tracking(source, args.verb)
-        versions = _versions(args.versions)
-        conns = Connections(Settings.from_env())
+        versions = _versions(args.versions, source)
+        conns = Connections(Settings.from_env(), source.name)
         try:
             conns.state.create()
-            if args.command == "sync":
-                result = conns.sync(source, versions)
-                _print(result.report())
-            elif args.command == "trim":
-                cursors = conns.cursors.load(v.key for v in versions)
-                _print({"trimmed": conns.extractor(source).trim(list(cursors.values()))})
-            else:
-                runs = conns.follow(source, versions, window_s=args.seconds, debounce_s=args.debounce)
-                _print(
-                    {
-                        "syncs": runs.syncs,
-                        "wakeups": runs.wakeups,
-                        "polls": runs.polls,
-                        "indexed": runs.indexed,
-                    }
-                )
+            return _run(args, source, versions, conns)
         finally:
             conns.close()
+    except LaneBusy as exc:
+        print(
+            f"error: {exc} (a sync, a follower or a Dagster run holds it; try again later)", file=sys.stderr
+        )
+        return 1
     except EtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _run(
+    args: argparse.Namespace, source: Source[Any], versions: list[IndexVersion[Any]], conns: Connections
+) -> int:
+    alias = f"{os.environ.get('ETL_INDEX_PREFIX', '')}{source.read_alias}"
+    life = Lifecycles(conns.state)
+    active = [v for v in versions if v.key not in life.retired()]
+    cmd = args.command
+    if cmd == "sync":
+        _print(conns.sync(source, _pick(active, args.only), max_pages=args.max_pages).report())
+    elif cmd == "follow":
+        runs = conns.follow(source, active, window_s=args.seconds, debounce_s=args.debounce)
+        _print({"syncs": runs.syncs, "wakeups": runs.wakeups, "polls": runs.polls, "indexed": runs.indexed})
+    elif cmd == "trim":
+        cursors = conns.cursors.load(v.key for v in active)
+        _print({"trimmed": conns.extractor(source).trim(list(cursors.values()))})
+    elif cmd == "status":
+        cursors = conns.cursors.load(v.key for v in versions)
+        statuses = describe_versions(
+            versions,
+            cursors=cursors,
+            lag=conns.extractor(source).lag(cursors),
+            lifecycles=life,
+            dead_letters=conns.dead_letters,
+            sink=conns.sink,
+            alias=alias,
+            close=CloseEnough.from_env(os.environ),
+        )
+        _print({"source": source.name, "alias": alias, "versions": [s.to_json() for s in statuses]})
+    elif cmd == "validate":
+        (version,) = _pick(versions, [args.version])
+        report = validate(
+            version,
+            extractor=conns.extractor(source),
+            sink=conns.sink,
+            dead_letters=conns.dead_letters,
+            cursors=conns.cursors,
+            thresholds=Thresholds.from_env(os.environ),
+        )
+        life.record(report)
+        _print(report.to_json())
+        return 0 if report.passed else 1
+    elif cmd == "cut-over":
+        (version,) = _pick(versions, [args.version])
+        with conns.lanes.hold([version]):
+            previous = life.cut_over(version, alias, conns.sink)
+        _print({"alias": alias, "index": version.index, "previous": previous})
+    elif cmd == "retire":
+        (version,) = _pick(versions, [args.version])
+        with conns.lanes.hold([version]):
+            when = life.retire(version, alias, conns.sink, timedelta(hours=args.grace_hours))
+        _print({"retired": version.key, "index_deleted_after": when.isoformat()})
+    elif cmd == "replay":
+        chosen = _pick(active, args.only)
+        with conns.lanes.hold(chosen):
+            results = replay_dead_letters(
+                chosen, extractor=conns.extractor(source), sink=conns.sink, dead_letters=conns.dead_letters
+            )
+        _print({k: vars(r) for k, r in results.items()})
+    elif cmd == "reconcile":
+        chosen = _pick(active, args.only)
+        with conns.lanes.hold(chosen):  # repairs overwrite: no sync may write meanwhile
+            drifts = reconcile(
+                chosen,
+                conns.extractor(source),
+                conns.sink,
+                repair=not args.report_only,
+                dead_letters=conns.dead_letters,
+            )
+        deleted = [] if args.report_only else life.delete_expired(conns.sink)
+        _print(
+            {
+                "versions": {
+                    k: {"summary": d.describe(), **d.counts, "repaired": d.repaired}
+                    for k, d in drifts.items()
+                },
+                "deleted_indices": deleted,
+            }
+        )
+        if args.report_only and not all(d.ok for d in drifts.values()):
+            return 1
     return 0
 
 

@@ -30,7 +30,11 @@ R = TypeVar("R")
 
 @dataclass
 class Connections:
+    """Everything one source's syncs use. ``scope`` is the source's name: its state (cursors,
+    dead letters, validations, retirements) lives in tables of its own."""
+
     settings: Settings
+    scope: str
     backoff: Backoff = DEFAULT_BACKOFF
     source_engine: Engine = field(init=False)
     state_engine: Engine = field(init=False)
@@ -52,7 +56,7 @@ class Connections:
             verify_certs=s.opensearch_verify_certs,
             ca_certs=s.opensearch_ca_certs,
         )
-        self.state = StateSchema(self.state_engine, s.state_schema)
+        self.state = StateSchema(self.state_engine, self.scope, s.state_schema)
         self.sink = OpenSearchSink(
             self.client,
             max_chunk_bytes=s.bulk_max_bytes,
@@ -63,7 +67,15 @@ class Connections:
         self.cursors = PostgresCursorStore(self.state)
         self.lanes = PostgresLaneLock(self.state)
 
+    def _same(self, source: Source[Any]) -> None:
+        if source.name != self.scope:
+            raise ConfigError(
+                f"these connections keep the state of source {self.scope!r}, not {source.name!r}: "
+                f"open Connections(settings, {source.name!r}) for it"
+            )
+
     def extractor(self, source: Source[R], **kwargs: Any) -> Extractor[R]:
+        self._same(source)
         kwargs.setdefault("page_size", self.settings.page_size)
         kwargs.setdefault("backoff", self.backoff)
         return Extractor(self.source_engine, source, **kwargs)
@@ -71,6 +83,7 @@ class Connections:
     def sync(self, source: Source[R], versions: Sequence[IndexVersion[R]], **kwargs: Any) -> SyncResult:
         """:func:`etl_core.sync` with these connections, as the versions' only writer (their lane
         lock held, or :class:`~etl_core.lanes.LaneBusy`); any argument may be overridden."""
+        self._same(source)
         with self.lanes.hold(versions):
             return self._sync(source, versions, **kwargs)
 
@@ -94,6 +107,7 @@ class Connections:
     ) -> FollowResult:
         """:func:`etl_core.follow.follow` with these connections: sync on every commit's
         notification until ``window_s`` has passed. Needs a source with tracking."""
+        self._same(source)
         if source.tracking is None:
             raise ConfigError(
                 f"source {source.name!r} has no tracking to follow; declare tracking=Tracking(...)"

@@ -7,6 +7,7 @@ validation, and retirement refuses the live version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -22,6 +23,7 @@ from etl_core.extract import Extractor
 from etl_core.logs import event
 from etl_core.protocols import CursorStore
 from etl_core.reconcile import reconcile
+from etl_core.settings import env_int
 from etl_core.sink import OpenSearchSink
 from etl_core.stores import PostgresDeadLetterStore, StateSchema
 from etl_core.versions import IndexVersion, Lifecycle
@@ -38,6 +40,15 @@ class Thresholds:
     max_dead_letters: int = 0
     max_lag_rows: int = 0
     max_lag_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Thresholds:
+        """``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (default 0, 0, 300)."""
+        return cls(
+            max_dead_letters=env_int(env, "ETL_MAX_DEAD_LETTERS", 0, minimum=0),
+            max_lag_rows=env_int(env, "ETL_MAX_LAG_ROWS", 0, minimum=0),
+            max_lag_seconds=float(env_int(env, "ETL_MAX_LAG_S", 300, minimum=0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

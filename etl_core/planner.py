@@ -18,6 +18,7 @@ from itertools import groupby
 
 from etl_core.cursor import LogCursor, Position
 from etl_core.extract import Lag
+from etl_core.settings import env_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,14 @@ class CloseEnough:
 
     seconds: timedelta = timedelta(minutes=5)
     rows: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CloseEnough:
+        """``ETL_CLOSE_ENOUGH_S`` and ``ETL_CLOSE_ENOUGH_ROWS`` (default 300 s and 10 000 rows)."""
+        return cls(
+            timedelta(seconds=env_int(env, "ETL_CLOSE_ENOUGH_S", 300)),
+            env_int(env, "ETL_CLOSE_ENOUGH_ROWS", 10_000),
+        )
 
 
 def is_behind(version: str, cursor: Position | None, lag: Lag, close: CloseEnough) -> bool:

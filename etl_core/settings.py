@@ -35,16 +35,18 @@ def url_from_env(env: Mapping[str, str], name: str, fallback: str | None = None)
     return url.set(drivername="postgresql+psycopg")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """One integer setting; every surface (settings, ``build_definitions``, the command line)
+    parses them here, so a bad value reads the same everywhere."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        raise ConfigError(f"{name}={raw!r} is not a whole number (at least {minimum})") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {minimum}")
     return value
 
 
@@ -87,13 +89,13 @@ class Settings:
             opensearch_password=env.get("OPENSEARCH_PASSWORD") or None,
             opensearch_ca_certs=env.get("OPENSEARCH_CA_CERTS") or None,
             opensearch_verify_certs=env.get("OPENSEARCH_VERIFY_CERTS", "true").lower() != "false",
-            page_size=_int(env, "ETL_PAGE_SIZE", 1000),
-            bulk_max_bytes=_int(env, "ETL_BULK_MAX_BYTES", 5 * 1024 * 1024),
+            page_size=env_int(env, "ETL_PAGE_SIZE", 1000),
+            bulk_max_bytes=env_int(env, "ETL_BULK_MAX_BYTES", 5 * 1024 * 1024),
             state_schema=schema,
             tracking_url=url_from_env(env, "TRACKING_DATABASE_URL")
             if env.get("TRACKING_DATABASE_URL")
             else None,
-            follow_poll_s=float(_int(env, "ETL_FOLLOW_POLL_S", 30)),
+            follow_poll_s=float(env_int(env, "ETL_FOLLOW_POLL_S", 30)),
         )
 
     def __repr__(self) -> str:

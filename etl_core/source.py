@@ -59,7 +59,14 @@ class Source(Generic[R]):
     tracking: Tracking | None = None
     """Generated change capture (:mod:`etl_core.tracking`): hard deletes, parent changes without
     rewriting rows, no privilege needed. Takes precedence over ``changed``."""
+    alias: str | None = None
+    """The alias readers query (the cut-over moves it between versions); default the source's
+    name. The command line and the Dagster jobs both read it here, so they move the same alias."""
     _fields: tuple[str, ...] = field(init=False, repr=False)
+
+    @property
+    def read_alias(self) -> str:
+        return self.alias or self.name
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.record_type):

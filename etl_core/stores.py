@@ -1,7 +1,9 @@
 """PostgreSQL-backed state: dead letters and cursors, in the project's own schema.
 
 The state schema may live in the source database or elsewhere (``STATE_DATABASE_URL``); the
-extraction role needs no write access to the source tables either way.
+extraction role needs no write access to the source tables either way. Each source has tables of
+its own (``<schema>.<source>_cursors``, ``…_dead_letters``, …, beside its ``<source>_changes``
+log), so two sources may both have a version ``v1``.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ from etl_core.model import DeadLetter
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 
 
-def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
+def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
     meta = MetaData(schema=schema)
     dead = Table(
-        "dead_letters",
+        f"{scope}_dead_letters",
         meta,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("version", Text, nullable=False),
@@ -53,14 +55,14 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
         Column("resolved_at", DateTime(timezone=True)),
     )
     Index(
-        "dead_letters_open",
+        f"{scope}_dead_letters_open",
         dead.c.version,
         dead.c.key,
         unique=True,
         postgresql_where=dead.c.resolved_at.is_(None),
     )
     cursors = Table(
-        "cursors",
+        f"{scope}_cursors",
         meta,
         Column("version", Text, primary_key=True),
         Column("changed_at", DateTime(timezone=True), nullable=False),
@@ -68,7 +70,7 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     log_cursors = Table(
-        "log_cursors",
+        f"{scope}_log_cursors",
         meta,
         Column("version", Text, primary_key=True),
         Column("phase", Integer, nullable=False),
@@ -77,7 +79,7 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     validations = Table(
-        "validations",
+        f"{scope}_validations",
         meta,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("version", Text, nullable=False, index=True),
@@ -86,7 +88,7 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
         Column("validated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     retirements = Table(
-        "retirements",
+        f"{scope}_retirements",
         meta,
         Column("version", Text, primary_key=True),
         Column("index_name", Text, nullable=False),
@@ -97,7 +99,7 @@ def _tables(schema: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
     return meta, dead, cursors, log_cursors, validations, retirements
 
 
-_CREATED: set[tuple[str, str]] = set()
+_CREATED: set[tuple[str, str, str]] = set()
 T = TypeVar("T")
 
 
@@ -112,11 +114,19 @@ def _execute(engine: Engine, stmt: Executable, rows: list[dict[str, Any]] | None
 
 
 class StateSchema:
-    """Creates (idempotently) and names the state tables; every state operation goes through
-    :meth:`call`, so what escapes is one of the project's errors."""
+    """Creates (idempotently) and names one source's state tables; every state operation goes
+    through :meth:`call`, so what escapes is one of the project's errors.
 
-    def __init__(self, engine: Engine, schema: str = "etl_state", backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    ``scope`` is the source's name: the tables are ``<schema>.<scope>_dead_letters`` and so on.
+    """
+
+    def __init__(
+        self, engine: Engine, scope: str, schema: str = "etl_state", backoff: Backoff = DEFAULT_BACKOFF
+    ) -> None:
+        if not scope.isidentifier():
+            raise ConfigError(f"state scope {scope!r} must be a source name (letters, digits, underscores)")
         self.engine = engine
+        self.scope = scope
         self.schema = schema
         self.backoff = backoff
         (
@@ -126,7 +136,7 @@ class StateSchema:
             self.log_cursors,
             self.validations,
             self.retirements,
-        ) = _tables(schema)
+        ) = _tables(schema, scope)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn`` with retries on connection failures; then a clear error, no traceback."""
@@ -151,7 +161,7 @@ class StateSchema:
         """Idempotent, and done once per database and schema per process: the sensor, the
         schedule and every run call it, and each call would otherwise cost a round of catalogue
         queries."""
-        key = (self.engine.url.render_as_string(hide_password=True), self.schema)
+        key = (self.engine.url.render_as_string(hide_password=True), self.schema, self.scope)
         if key in _CREATED:
             return
 

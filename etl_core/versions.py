@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from etl_core.errors import ConfigError
+from etl_core.probe import fields_read
 
 R = TypeVar("R")
 Document = Mapping[str, Any]
@@ -97,6 +98,39 @@ def validate_versions(
                 f"version {v.key!r}: transform needs {sorted(v.needs - available)} which the "
                 f"source does not select; add them to the source's select"
             )
+        _check_reads(v, available)
         by_key[v.key] = v
         by_index[v.index] = v.key
     return by_key
+
+
+def with_prefix(versions: Iterable[IndexVersion[R]], prefix: str) -> list[IndexVersion[R]]:
+    """The versions with ``prefix`` before every physical index name (``ETL_INDEX_PREFIX``: a
+    cluster shared by several environments or projects). The command line and
+    ``build_definitions`` both apply it, so they write the same indices."""
+    if prefix and not _INDEX.match(f"{prefix}x"):
+        raise ConfigError(
+            f"ETL_INDEX_PREFIX={prefix!r} cannot start an OpenSearch index name: use lowercase "
+            "letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. 'staging-')"
+        )
+    return [replace(v, index=f"{prefix}{v.index}") for v in versions] if prefix else list(versions)
+
+
+def _check_reads(v: IndexVersion[Any], available: set[str] | None) -> None:
+    """What the transform and predicate read (:func:`etl_core.probe.fields_read`) must be fields
+    the record has and, when ``needs`` is declared, fields it lists."""
+    for what, fn in (("transform", v.transform), ("predicate", v.predicate)):
+        reads = fields_read(fn) if fn is not None else None
+        if reads is None:
+            continue
+        if available is not None and not reads <= available:
+            raise ConfigError(
+                f"version {v.key!r}: its {what} reads {sorted(reads - available)}, which the "
+                "source's records do not have; add them to the record type and the source's "
+                "select, or fix the name"
+            )
+        if v.needs and not reads <= v.needs:
+            raise ConfigError(
+                f"version {v.key!r}: its {what} reads {sorted(reads - v.needs)}, which `needs` "
+                "does not list; add them to needs"
+            )

@@ -1,7 +1,7 @@
 """The index asset (one partition per version) and the observable PostgreSQL source."""
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dagster import (
@@ -10,7 +10,6 @@ from dagster import (
     BackfillPolicy,
     Config,
     DataVersion,
-    Failure,
     MetadataValue,
     ObserveResult,
     SourceAsset,
@@ -18,19 +17,18 @@ from dagster import (
     observable_source_asset,
 )
 
-from etl_core import Cursor, IndexVersion, Source
+from etl_core import Cursor, IndexVersion
 from etl_core.connect import Connections
 from etl_core.errors import EtlError
 from etl_core.extract import Extractor, Lag
-from etl_core.lifecycle import Lifecycles, lifecycle_state
+from etl_core.lifecycle import Lifecycles
 from etl_core.pipeline import SyncResult, combine
-from etl_core.planner import CloseEnough, is_behind
+from etl_core.status import describe_versions
 from orchestration.cursors import CURSOR_KEY, DagsterCursorStore, read_cursors
-from orchestration.partitions import SYNC_POOL, VERSION_PARTITIONS
-from orchestration.resources import SyncEngine
+from orchestration.spec import SourceSpec
 
 
-class SyncConfig(Config):  # type: ignore[misc]
+class SyncConfig(Config):
     max_pages: int = 0
     """Stop after this many pages (0: run to the high watermark). Catch-up lanes use a budget so
     the live lane gets its turn between chunks."""
@@ -78,7 +76,7 @@ def trim_log(
     if extractor.source.tracking is None:
         return
     active = [v.key for v in versions if v.key not in Lifecycles(conns.state).retired()]
-    cursors = read_cursors(context.instance, context.asset_key, active)
+    cursors = read_cursors(context.instance, context.asset_key, active, conns.cursors)
     try:
         deleted = extractor.trim(list(cursors.values()))
     except EtlError as exc:
@@ -88,42 +86,35 @@ def trim_log(
         context.log.info(f"change log trimmed: {deleted} entries every version has read")
 
 
-def build_index_asset(
-    source: Source[Any],
-    versions: Sequence[IndexVersion[Any]],
-    source_asset: SourceAsset,
-    read_alias: str,
-    close: CloseEnough,
-    name: str = "search_index",
-) -> AssetsDefinition:
-    by_key: Mapping[str, IndexVersion[Any]] = {v.key: v for v in versions}
+def build_index_asset(spec: SourceSpec, source_asset: SourceAsset) -> AssetsDefinition:
+    source, names = spec.source, spec.names
 
     @asset(
-        name=name,
-        partitions_def=VERSION_PARTITIONS,
+        name=names.asset,
+        group_name=names.group,
+        partitions_def=names.partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        pool=SYNC_POOL,
+        pool=names.pool,
         deps=[source_asset],
         kinds={"opensearch"},
+        required_resource_keys={spec.resource_key},
         description=(
-            f"OpenSearch index versions of the `{source.name}` source. One partition per version; "
-            "a run over several partitions reads PostgreSQL once for all of them."
+            f"OpenSearch index versions of the `{source.name}` source (read alias "
+            f"`{spec.read_alias}`). One partition per version; a run over several partitions reads "
+            "PostgreSQL once for all of them."
         ),
     )
-    def _index(context: AssetExecutionContext, config: SyncConfig, sync_engine: SyncEngine) -> None:
+    def _index(context: AssetExecutionContext, config: SyncConfig) -> None:
         keys = list(context.partition_keys)
-        unknown = [k for k in keys if k not in by_key]
-        if unknown:
-            raise Failure(
-                f"partitions {unknown} have no index version declared in code; declare them in "
-                f"the versions list or remove the partitions"
+        lane = [spec.version(k) for k in keys]
+        with spec.connect(context.resources) as conns:
+            store = DagsterCursorStore(
+                context.instance,
+                context.asset_key,
+                context.log_event,
+                conns.cursors,
+                every_s=config.checkpoint_every_s,
             )
-        lane = [by_key[k] for k in keys]
-        store = DagsterCursorStore(
-            context.instance, context.asset_key, context.log_event, every_s=config.checkpoint_every_s
-        )
-        with sync_engine.connect() as conns:
-            conns.state.create()
             extractor = conns.extractor(source)
             try:
                 if config.follow_s > 0:
@@ -146,25 +137,23 @@ def build_index_asset(
                     )
             finally:
                 store.flush()  # acknowledged pages stay acknowledged, even when the run fails
-            trim_log(context, extractor, conns, versions)
+            trim_log(context, extractor, conns, spec.versions)
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})
-            life = Lifecycles(conns.state)
-            live = set(conns.sink.alias_targets(read_alias))
-            states = {}
-            for key in keys:
-                cursor = result.versions[key].cursor
-                validation = life.latest_validation(key)
-                states[key] = lifecycle_state(
-                    retired=False,
-                    live=by_key[key].index in live,
-                    validated=validation is not None and validation[0],
-                    cursor=cursor,
-                    behind=is_behind(key, cursor, lag, close),
-                )
-        for key in keys:
-            metadata = partition_metadata(key, result, lag)
-            metadata["lifecycle"] = MetadataValue.text(states[key].value)
-            context.add_asset_metadata(metadata, partition_key=key)
+            statuses = describe_versions(
+                lane,
+                cursors={k: result.versions[k].cursor for k in keys},
+                lag=lag,
+                lifecycles=Lifecycles(conns.state),
+                dead_letters=conns.dead_letters,
+                sink=conns.sink,
+                alias=spec.read_alias,
+                close=spec.close,
+            )
+        for status in statuses:
+            metadata = partition_metadata(status.key, result, lag)
+            metadata["lifecycle"] = MetadataValue.text(status.lifecycle.value)
+            metadata["open_dead_letters"] = MetadataValue.int(status.dead_letters)
+            context.add_asset_metadata(metadata, partition_key=status.key)
         context.log.info(
             f"synced {keys} in one extraction: pages={result.pages} rows={result.rows_read} "
             f"caught_up={result.caught_up} checkpoints={store.checkpoints}"
@@ -173,13 +162,17 @@ def build_index_asset(
     return _index
 
 
-def build_source_asset(source: Source[Any]) -> SourceAsset:
+def build_source_asset(spec: SourceSpec) -> SourceAsset:
+    source = spec.source
+
     @observable_source_asset(
-        name=f"{source.name}_source",
+        name=spec.names.source_asset,
+        group_name=spec.names.group,
+        required_resource_keys={spec.resource_key},
         description=f"The PostgreSQL source `{source.name}`: row count and newest change.",
     )
-    def _observe(sync_engine: SyncEngine) -> ObserveResult:
-        with sync_engine.connect() as conns:
+    def _observe(context: Any) -> ObserveResult:
+        with spec.connect(context.resources) as conns:
             extractor = conns.extractor(source)
             head = extractor.head()
             rows = extractor.count()

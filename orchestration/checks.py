@@ -13,16 +13,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetsDefinition,
-    Failure,
     MetadataValue,
     multi_asset_check,
 )
 
-from etl_core import IndexVersion, Source
 from etl_core.lifecycle import Lifecycles, Thresholds, validate
 from orchestration.cursors import DagsterCursorStore
-from orchestration.partitions import SYNC_POOL, VERSION_PARTITIONS
-from orchestration.resources import SyncEngine
+from orchestration.spec import SourceSpec
 
 CHECKS = {
     "doc_count_matches_source": "Documents in the index equal the source rows its predicate selects.",
@@ -41,21 +38,18 @@ def _metadata(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in values.items()}
 
 
-def build_validation_checks(
-    source: Source[Any], versions: list[IndexVersion[Any]], index: AssetsDefinition, thresholds: Thresholds
-) -> Any:
-    by_key = {v.key: v for v in versions}
-
+def build_validation_checks(spec: SourceSpec, index: AssetsDefinition, thresholds: Thresholds) -> Any:
     @multi_asset_check(
-        name="version_validation",
+        name=spec.names.checks,
         specs=[
-            AssetCheckSpec(name, asset=index.key, description=text, partitions_def=VERSION_PARTITIONS)
+            AssetCheckSpec(name, asset=index.key, description=text, partitions_def=spec.names.partitions)
             for name, text in CHECKS.items()
         ],
-        pool=SYNC_POOL,
+        pool=spec.names.pool,
+        required_resource_keys={spec.resource_key},
         can_subset=True,  # lets a multi-partition run skip them instead of failing
     )
-    def _validate(context: AssetCheckExecutionContext, sync_engine: SyncEngine) -> Iterator[AssetCheckResult]:
+    def _validate(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
         run = context.op_execution_context
         if run.has_partition_key_range and len(run.partition_keys) > 1:
             # A multi-partition materialisation also plans these checks; validation is per
@@ -63,16 +57,14 @@ def build_validation_checks(
             context.log.info("validation runs one version at a time: launch validate_version")
             return
         key = context.partition_key
-        if key not in by_key:
-            raise Failure(f"partition {key!r} has no index version declared in code")
-        with sync_engine.connect() as conns:
-            conns.state.create()
+        version = spec.version(key)
+        with spec.connect(context.resources) as conns:
             report = validate(
-                by_key[key],
-                extractor=conns.extractor(source),
+                version,
+                extractor=conns.extractor(spec.source),
                 sink=conns.sink,
                 dead_letters=conns.dead_letters,
-                cursors=DagsterCursorStore(context.instance, index.key, run.log_event),
+                cursors=DagsterCursorStore(context.instance, index.key, run.log_event, conns.cursors),
                 thresholds=thresholds,
             )
             Lifecycles(conns.state).record(report)

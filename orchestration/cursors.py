@@ -1,8 +1,11 @@
-"""Cursors kept as Dagster asset metadata: the materialisation's, or a newer checkpoint's.
+"""Cursors as Dagster asset metadata, over the one record the command line keeps too.
 
-Every materialisation of a version partition records its cursor; long runs also log
-``AssetObservation`` checkpoints, so a killed run resumes near where it stopped. The reader takes
-the newest of the two (a merge: the maximum), so it never moves a version backwards.
+Every acknowledged page saves its cursors in the source's state tables (``etl_state.<source>_…``),
+where ``python -m etl_core`` reads and writes them as well: moving a source between the command
+line and Dagster re-reads nothing. Every materialisation of a version partition records its cursor
+for the UI and history; long runs also log ``AssetObservation`` checkpoints. A reader takes the
+newest of all three (a merge: the maximum), so it never moves a version backwards, and a
+deployment whose cursors exist only as metadata keeps them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInstance, MetadataValue
 
 from etl_core.cursor import Position, merge, position_from_json
+from etl_core.protocols import CursorStore
 
 CURSOR_KEY = "cursor"
 _OBSERVATIONS_PAGE = 20
@@ -50,17 +54,20 @@ def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) ->
 
 
 def read_cursors(
-    instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str]
+    instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str], state: CursorStore
 ) -> dict[str, Position | None]:
-    return {v: read_cursor(instance, asset_key, v) for v in versions}
+    """Each version's newest cursor: its state record merged with the event log's."""
+    wanted = list(versions)
+    stored = state.load(wanted)
+    return {v: merge(stored.get(v), read_cursor(instance, asset_key, v)) for v in wanted}
 
 
 class DagsterCursorStore:
     """:class:`etl_core.protocols.CursorStore` on the Dagster event log.
 
-    ``save`` is called after every acknowledged page; checkpoints are written at most every
-    ``every_s`` seconds (and on ``flush``), so a long backfill leaves a trail without flooding
-    the event log.
+    ``save`` is called after every acknowledged page and goes to the state record at once;
+    checkpoints are written at most every ``every_s`` seconds (and on ``flush``), so a long
+    backfill leaves a trail in the UI without flooding the event log.
     """
 
     def __init__(
@@ -68,10 +75,12 @@ class DagsterCursorStore:
         instance: DagsterInstance,
         asset_key: AssetKey,
         log_event: Callable[[AssetObservation], None],
+        state: CursorStore,
         every_s: float = 5.0,
     ) -> None:
         self.instance = instance
         self.asset_key = asset_key
+        self.state = state
         self.log_event = log_event
         self.every_s = every_s
         self.pending: dict[str, Position] = {}
@@ -81,10 +90,11 @@ class DagsterCursorStore:
     def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         """What the event log holds, merged with what this store saved and has not flushed yet
         (a follower syncs many times between two checkpoints)."""
-        found = read_cursors(self.instance, self.asset_key, versions)
+        found = read_cursors(self.instance, self.asset_key, versions, self.state)
         return {k: merge(c, self.pending.get(k)) for k, c in found.items()}
 
     def save(self, cursors: Mapping[str, Position]) -> None:
+        self.state.save(cursors)
         for key, cursor in cursors.items():
             merged = merge(self.pending.get(key), cursor)
             assert merged is not None

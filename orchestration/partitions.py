@@ -1,22 +1,21 @@
-"""Index versions as the partitions of one asset."""
+"""Run tags that make one run cover a contiguous range of version partitions, as one lane."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import DynamicPartitionsDefinition
-
-VERSION_PARTITIONS = DynamicPartitionsDefinition(name="index_versions")
-
-# Only one run may sync at a time: the instance's pool limit (dagster.yaml) enforces it, and the
-# core's monotonic cursor merge is the second line of defence.
-SYNC_POOL = "search_index_sync"
-
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 LANE_TAG = "etl/lane"
+SOURCE_TAG = "etl/source"
+"""Lanes of two sources may both be ``v1-v2``: the planner looks for in-flight runs by both tags."""
 
 
-def lane_tags(versions: Sequence[str]) -> dict[str, str]:
+def lane_tags(source: str, versions: Sequence[str]) -> dict[str, str]:
     """Run tags that make one run cover the contiguous range ``versions[0]..versions[-1]``."""
-    return {RANGE_START: versions[0], RANGE_END: versions[-1], LANE_TAG: "-".join(versions)}
+    return {
+        RANGE_START: versions[0],
+        RANGE_END: versions[-1],
+        LANE_TAG: "-".join(versions),
+        SOURCE_TAG: source,
+    }

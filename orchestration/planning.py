@@ -7,15 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
-from etl_core import IndexVersion, Lifecycle, Source
+from etl_core import IndexVersion, Lifecycle
 from etl_core.cursor import Position
 from etl_core.lifecycle import Lifecycles
-from etl_core.planner import CloseEnough, Lane, plan_lanes
+from etl_core.planner import Lane, plan_lanes
 from orchestration.cursors import read_cursors
-from orchestration.partitions import LANE_TAG, VERSION_PARTITIONS, lane_tags
+from orchestration.naming import Names
+from orchestration.partitions import LANE_TAG, SOURCE_TAG, lane_tags
 from orchestration.resources import SyncEngine
+from orchestration.spec import SourceSpec
 
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
@@ -39,42 +41,43 @@ def active(versions: Sequence[IndexVersion[Any]], retired: set[str]) -> list[str
     return [v.key for v in versions if v.state is not Lifecycle.RETIRED and v.key not in retired]
 
 
-def make_plan(
-    instance: DagsterInstance,
-    asset_key: AssetKey,
-    source: Source[Any],
-    versions: Sequence[IndexVersion[Any]],
-    engine: SyncEngine,
-    close: CloseEnough,
-) -> Plan:
-    with engine.connect() as conns:
+def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncEngine) -> Plan:
+    names = spec.names
+    with engine.connect(spec.source.name) as conns:
         conns.state.create()
-        declared = active(versions, Lifecycles(conns.state).retired())
-        existing = list(instance.get_dynamic_partitions(VERSION_PARTITIONS.name))
+        declared = active(spec.versions, Lifecycles(conns.state).retired())
+        existing = list(instance.get_dynamic_partitions(names.partitions_name))
         new = [k for k in declared if k not in existing]
         order = [k for k in existing if k in declared] + new
-        cursors = read_cursors(instance, asset_key, order)
+        cursors = read_cursors(instance, names.asset_key, order, conns.cursors)
         if not order:
             return Plan(order, new, [], cursors)
-        lag = conns.extractor(source).lag(cursors)  # one statement for every version
-    lanes = plan_lanes(order, cursors, lag, close)
+        lag = conns.extractor(spec.source).lag(cursors)  # one statement for every version
+    lanes = plan_lanes(order, cursors, lag, spec.close)
     return Plan(order, new, lanes, cursors)
 
 
-def in_flight(instance: DagsterInstance, lane: Lane) -> bool:
-    runs = instance.get_runs(
-        filters=RunsFilter(tags={LANE_TAG: "-".join(lane.versions)}, statuses=IN_FLIGHT), limit=1
-    )
-    return bool(runs)
+def in_flight(instance: DagsterInstance, names: Names, lane: Lane) -> bool:
+    tags = {LANE_TAG: "-".join(lane.versions), SOURCE_TAG: names.source}
+    return bool(instance.get_runs(filters=RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=1))
 
 
-def run_request(lane: Lane, trigger: str, catch_up_pages: int, follow_s: float = 0.0) -> RunRequest:
+def run_request(
+    names: Names, lane: Lane, trigger: str, catch_up_pages: int, follow_s: float = 0.0
+) -> RunRequest:
     """A catch-up lane runs a page budget; a live lane runs to the bound, or follows the source
     for ``follow_s`` seconds when follow mode is on."""
     config: dict[str, Any] = {"max_pages": catch_up_pages} if lane.catch_up else {}
     if follow_s and not lane.catch_up:
         config["follow_s"] = follow_s
     return RunRequest(
-        tags={**lane_tags(lane.versions), "etl/trigger": trigger, "etl/catch_up": str(lane.catch_up).lower()},
-        run_config={"ops": {"search_index": {"config": config}}},
+        # A schedule tick asking for several lanes must key each (Dagster refuses the tick
+        # otherwise); the key is scoped to the tick, so the next tick may ask again.
+        run_key=f"{names.source}:{'-'.join(lane.versions)}" if trigger == "schedule" else None,
+        tags={
+            **lane_tags(names.source, lane.versions),
+            "etl/trigger": trigger,
+            "etl/catch_up": str(lane.catch_up).lower(),
+        },
+        run_config={"ops": {names.asset: {"config": config}}},
     )

@@ -1,34 +1,52 @@
-"""``build_definitions``: one source and its versions → the whole Dagster project."""
+"""``build_definitions``: one source and its versions → the whole Dagster project of that source.
+
+Every object is named after the source (:mod:`orchestration.naming`), so several sources merge
+into one code location and one instance::
+
+    defs = Definitions.merge(
+        build_definitions(CATALOGUE, CATALOGUE_VERSIONS, read_alias="products"),
+        build_definitions(ORDERS, ORDER_VERSIONS),
+    )
+
+Sources in the same PostgreSQL and OpenSearch share the default resource (one ``SyncEngine`` from
+the environment, under the key ``sync_engine``); a source elsewhere gets its own key and engine:
+``build_definitions(CRM, CRM_VERSIONS, resource_key="crm_engine", sync_engine=SyncEngine(...))``.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from etl_core import ConfigError, IndexVersion, Source, validate_versions
+from etl_core import IndexVersion, Source, validate_versions
 from etl_core.lifecycle import Thresholds
 from etl_core.planner import CloseEnough
+from etl_core.settings import env_int
+from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.checks import build_validation_checks
 from orchestration.migration import build_migration_jobs
-from orchestration.partitions import VERSION_PARTITIONS
+from orchestration.naming import Names
 from orchestration.resources import SyncEngine
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
+from orchestration.spec import SourceSpec
 from orchestration.tracking import build_tracking_job
 
 
 def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {minimum}")
-    return int(raw)
+    return env_int(os.environ, name, default, minimum)
+
+
+@functools.cache
+def shared_engine() -> SyncEngine:
+    """The one default resource of a process: Dagster merges definitions only when a key names
+    the very same resource object."""
+    return SyncEngine.from_env()
 
 
 def build_definitions(
@@ -36,85 +54,75 @@ def build_definitions(
     versions: Sequence[IndexVersion[Any]],
     *,
     sync_engine: SyncEngine | None = None,
+    resource_key: str = "sync_engine",
+    read_alias: str | None = None,
+    index_prefix: str | None = None,
     close: CloseEnough | None = None,
     catch_up_pages: int | None = None,
     cron: str | None = None,
     automation: bool | None = None,
-    read_alias: str | None = None,
     thresholds: Thresholds | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
+
+    ``read_alias`` (the alias readers query, which the cut-over job moves) overrides the source's
+    (``Source.alias``, default its name); ``index_prefix`` (default ``ETL_INDEX_PREFIX``) goes
+    before it and before every physical index name.
 
     Environment: ``ETL_SCHEDULE_CRON`` (default every minute); ``ETL_CLOSE_ENOUGH_S`` and
     ``ETL_CLOSE_ENOUGH_ROWS`` (how far behind the head a version may be and still share the live
     lane, default 300 s and 10 000 rows); ``ETL_CATCH_UP_PAGES`` (page budget of one catch-up run,
     default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedules stopped (switch
-    them on in the UI); ``ETL_READ_ALIAS`` (the alias readers query, default ``products``);
-    ``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (validation thresholds,
-    default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``); ``ETL_FOLLOW_S`` (follow
-    mode, sources with change capture: each scheduled live-lane run follows the source for this
-    many seconds; 0, the default, syncs once per tick).
+    them on in the UI); ``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S``
+    (validation thresholds, default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``);
+    ``ETL_FOLLOW_S`` (follow mode, sources with change capture: each scheduled live-lane run
+    follows the source for this many seconds; 0, the default, syncs once per tick).
     """
+    names = Names(source.name)
+    prefix = os.environ.get("ETL_INDEX_PREFIX", "") if index_prefix is None else index_prefix
+    versions = with_prefix(versions, prefix)
     validate_versions(versions, source.fields)
-    close = close or CloseEnough(
-        timedelta(seconds=_env_int("ETL_CLOSE_ENOUGH_S", 300)), _env_int("ETL_CLOSE_ENOUGH_ROWS", 10_000)
-    )
+    close = close or CloseEnough.from_env(os.environ)
     catch_up_pages = catch_up_pages or _env_int("ETL_CATCH_UP_PAGES", 200)
     cron = cron or os.environ.get("ETL_SCHEDULE_CRON", "* * * * *")
     if automation is None:
         automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
-
-    read_alias = read_alias or os.environ.get("ETL_READ_ALIAS", "products")
     follow_s = float(_env_int("ETL_FOLLOW_S", 0, minimum=0)) if source.tracking is not None else 0.0
-    thresholds = thresholds or Thresholds(
-        max_dead_letters=_env_int("ETL_MAX_DEAD_LETTERS", 0, minimum=0),
-        max_lag_rows=_env_int("ETL_MAX_LAG_ROWS", 0, minimum=0),
-        max_lag_seconds=float(_env_int("ETL_MAX_LAG_S", 300, minimum=0)),
+    thresholds = thresholds or Thresholds.from_env(os.environ)
+    spec = SourceSpec(
+        source=source,
+        versions=tuple(versions),
+        names=names,
+        read_alias=f"{prefix}{read_alias or source.read_alias}",
+        close=close,
+        resource_key=resource_key,
     )
 
-    source_asset = build_source_asset(source)
-    index = build_index_asset(source, versions, source_asset, read_alias, close)
-    checks = build_validation_checks(source, list(versions), index, thresholds)
+    source_asset = build_source_asset(spec)
+    index = build_index_asset(spec, source_asset)
+    checks = build_validation_checks(spec, index, thresholds)
     validate_job = define_asset_job(
-        "validate_version",
+        names.job("validate"),
         selection=AssetSelection.checks(checks),
-        partitions_def=VERSION_PARTITIONS,
         description="Run the validation checks of one version partition (the cut-over gate).",
     )
     migration_jobs, migration_schedules = build_migration_jobs(
-        source,
-        versions,
-        index.key,
-        read_alias,
-        os.environ.get("ETL_RECONCILE_CRON", "0 3 * * *"),
-        automation,
+        spec, os.environ.get("ETL_RECONCILE_CRON", "0 3 * * *"), automation
     )
     job = define_asset_job(
-        "sync_index",
+        names.job("sync"),
         selection=AssetSelection.assets(index).without_checks(),
-        description="Sync a contiguous range of index versions in one lane.",
+        description=f"Sync a contiguous range of `{source.name}` index versions in one lane.",
     )
-    tracking_jobs = [build_tracking_job(source)] if source.tracking is not None else []
+    tracking_jobs = [build_tracking_job(spec)] if source.tracking is not None else []
     return Definitions(
         assets=[source_asset, index],
         asset_checks=[checks],
         jobs=[job, validate_job, *migration_jobs, *tracking_jobs],
-        sensors=[
-            build_planner_sensor(source, versions, job, index.key, close, catch_up_pages, running=automation)
-        ],
+        sensors=[build_planner_sensor(spec, job, catch_up_pages, running=automation)],
         schedules=[
-            build_freshness_schedule(
-                source,
-                versions,
-                job,
-                index.key,
-                close,
-                catch_up_pages,
-                cron,
-                running=automation,
-                follow_s=follow_s,
-            ),
+            build_freshness_schedule(spec, job, catch_up_pages, cron, running=automation, follow_s=follow_s),
             *migration_schedules,
         ],
-        resources={"sync_engine": sync_engine or SyncEngine.from_env()},
+        resources={resource_key: sync_engine or shared_engine()},
     )

@@ -7,10 +7,12 @@ value, and nothing secret is a literal in code.
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
 
 from etl_core.connect import Connections
+from etl_core.errors import ConfigError
 from etl_core.settings import Settings
 
 _OPTIONAL = (
@@ -27,7 +29,11 @@ _OPTIONAL = (
 )
 
 
-class SyncEngine(ConfigurableResource):  # type: ignore[misc]
+def _resolved(value: str) -> str:
+    return (value.get_value() or "") if isinstance(value, EnvVar) else value
+
+
+class SyncEngine(ConfigurableResource["SyncEngine"]):
     """Settings for :class:`etl_core.connect.Connections`; validated by ``Settings.from_env``."""
 
     source_database_url: str
@@ -54,14 +60,29 @@ class SyncEngine(ConfigurableResource):  # type: ignore[misc]
         )
 
     def settings(self) -> Settings:
-        env = {name: getattr(self, name.lower()) for name in _OPTIONAL}
-        env |= {"SOURCE_DATABASE_URL": self.source_database_url, "OPENSEARCH_URL": self.opensearch_url}
+        """Inside a run Dagster has resolved every ``EnvVar``; outside one (a script, a test)
+        the fields still hold them, so they are read from the environment here."""
+        names = ("SOURCE_DATABASE_URL", "OPENSEARCH_URL", *_OPTIONAL)
+        env = {name: _resolved(getattr(self, name.lower())) for name in names}
         return Settings.from_env({k: v for k, v in env.items() if v})
 
     @contextmanager
-    def connect(self) -> Iterator[Connections]:
-        conns = Connections(self.settings())
+    def connect(self, scope: str) -> Iterator[Connections]:
+        """Connections for the source named ``scope`` (its state tables are its own)."""
+        conns = Connections(self.settings(), scope)
         try:
             yield conns
         finally:
             conns.close()
+
+
+def engine_of(resources: Any, key: str) -> SyncEngine:
+    """The :class:`SyncEngine` a source's definitions use, under the resource key they were built
+    with (``build_definitions(resource_key=...)``: sources in different databases need their own)."""
+    found = getattr(resources, key, None)
+    if not isinstance(found, SyncEngine):
+        raise ConfigError(
+            f"resource {key!r} must be an orchestration.resources.SyncEngine, got "
+            f"{type(found).__name__}; pass resources={{{key!r}: SyncEngine(...)}} to Definitions"
+        )
+    return found

@@ -1,10 +1,8 @@
 """The migration planner: declared versions → partitions → lanes → runs."""
 
-from collections.abc import Sequence
 from typing import Any
 
 from dagster import (
-    AssetKey,
     DefaultSensorStatus,
     JobDefinition,
     SensorDefinition,
@@ -14,39 +12,34 @@ from dagster import (
     sensor,
 )
 
-from etl_core import IndexVersion, Source
-from etl_core.planner import CloseEnough
-from orchestration.partitions import VERSION_PARTITIONS
 from orchestration.planning import in_flight, make_plan, run_request
-from orchestration.resources import SyncEngine
+from orchestration.spec import SourceSpec
 
 
 def build_planner_sensor(
-    source: Source[Any],
-    versions: Sequence[IndexVersion[Any]],
+    spec: SourceSpec,
     job: JobDefinition | Any,
-    asset_key: AssetKey,
-    close: CloseEnough,
     catch_up_pages: int,
     interval_s: int = 30,
     running: bool = True,
 ) -> SensorDefinition:
+    names = spec.names
+
     @sensor(
-        name="migration_planner",
+        name=names.planner,
         job=job,
+        required_resource_keys={spec.resource_key},
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
         description="Adds a partition for each newly declared index version and keeps "
         "far-behind versions catching up in lanes of their own.",
     )
-    def migration_planner(
-        context: SensorEvaluationContext, sync_engine: SyncEngine
-    ) -> SensorResult | SkipReason:
-        plan = make_plan(context.instance, asset_key, source, versions, sync_engine, close)
+    def migration_planner(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        plan = make_plan(context.instance, spec, spec.engine(context.resources))
         requests = [
-            run_request(lane, "migration_planner", catch_up_pages)
+            run_request(names, lane, "migration_planner", catch_up_pages)
             for lane in plan.lanes
-            if lane.catch_up and not in_flight(context.instance, lane)
+            if lane.catch_up and not in_flight(context.instance, names, lane)
         ]
         if not requests and not plan.new:
             return SkipReason(f"no version is behind; lanes: {[lane.versions for lane in plan.lanes]}")
@@ -55,7 +48,7 @@ def build_planner_sensor(
         )
         return SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[VERSION_PARTITIONS.build_add_request(plan.new)] if plan.new else [],
+            dynamic_partitions_requests=[names.partitions.build_add_request(plan.new)] if plan.new else [],
         )
 
     return migration_planner

@@ -10,30 +10,28 @@ from typing import Any, Literal
 from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, Output, job, op
 from sqlalchemy.exc import DBAPIError
 
-from etl_core import Source
 from etl_core.settings import make_engine
-from orchestration.resources import SyncEngine
+from orchestration.spec import SourceSpec
 
 
-class TrackingConfig(Config):  # type: ignore[misc]
+class TrackingConfig(Config):
     action: Literal["plan", "apply", "remove", "status"] = "plan"
 
 
-def build_tracking_job(source: Source[Any]) -> JobDefinition:
-    tracking = source.tracking
+def build_tracking_job(spec: SourceSpec) -> JobDefinition:
+    source, tracking = spec.source, spec.source.tracking
     assert tracking is not None
 
     @op(
-        name=f"{source.name}_change_tracking",
+        name=spec.names.op("tracking"),
+        required_resource_keys={spec.resource_key},
         description=f"Plan, apply or remove the generated change capture of source `{source.name}`.",
     )
-    def change_tracking(
-        context: OpExecutionContext, config: TrackingConfig, sync_engine: SyncEngine
-    ) -> Output[None]:
+    def change_tracking(context: OpExecutionContext, config: TrackingConfig) -> Output[None]:
         plan = tracking.plan()
         metadata: dict[str, Any] = {"ddl": MetadataValue.md(f"```sql\n{plan}```"), "action": config.action}
         if config.action != "plan":
-            settings = sync_engine.settings()
+            settings = spec.engine(context.resources).settings()
             engine = make_engine(settings.tracking_url or settings.source_url)
             try:
                 if config.action == "apply":
@@ -54,7 +52,7 @@ def build_tracking_job(source: Source[Any]) -> JobDefinition:
             )
         return Output(None, metadata=metadata)
 
-    @job(name="change_tracking", description=change_tracking.description)
+    @job(name=spec.names.job("change_tracking"), description=change_tracking.description)
     def change_tracking_job() -> None:
         change_tracking()
 

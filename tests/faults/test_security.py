@@ -154,7 +154,8 @@ def test_opensearch_basic_auth_and_tls(
                         "OPENSEARCH_CA_CERTS": str(cert),
                         **env,
                     }
-                )
+                ),
+                CATALOGUE.name,
             )
 
         good = connections()

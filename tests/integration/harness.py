@@ -36,7 +36,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         event.listen(self.source_engine, "before_cursor_execute", self._count)
-        self.state = StateSchema(self.state_engine)
+        self.state = StateSchema(self.state_engine, self.source.name)
         self.state.create()
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)

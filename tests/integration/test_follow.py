@@ -75,7 +75,9 @@ def h(harness: Harness) -> Harness:
 def connections(h: Harness, settings: Settings) -> Connections:
     """Connections as the CLI builds them (settings from the environment), on the test database."""
     url = h.source_engine.url
-    return Connections(dataclasses.replace(settings, source_url=url, state_url=url), backoff=FAST_BACKOFF)
+    return Connections(
+        dataclasses.replace(settings, source_url=url, state_url=url), h.source.name, backoff=FAST_BACKOFF
+    )
 
 
 class Follower(threading.Thread):
@@ -132,9 +134,11 @@ def listeners(h: Harness) -> int:
 
 
 def log_cursors(h: Harness) -> dict[str, LogCursor]:
-    """The cursors as stored, straight from ``etl_state.log_cursors``."""
+    """The cursors as stored, straight from the source's ``etl_state.catalogue_log_cursors``."""
     with h.state_engine.connect() as conn:
-        rows = conn.execute(text("SELECT version, phase, major, minor FROM etl_state.log_cursors")).all()
+        rows = conn.execute(
+            text("SELECT version, phase, major, minor FROM etl_state.catalogue_log_cursors")
+        ).all()
     return {version: LogCursor(phase, major, minor) for version, phase, major, minor in rows}
 
 

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AddDynamicPartitionsRequest,
     Definitions,
     ExecuteInProcessResult,
     RunRequest,
-    SensorResult,
     build_schedule_context,
     build_sensor_context,
 )
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.instance import DagsterInstance
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 from sqlalchemy import Engine, text
@@ -58,11 +59,11 @@ def dagster_instance(
 
 
 MIGRATION_OPS = {
-    "cut_over": "swap_read_alias",
-    "retire_version": "record_retirement",
-    "replay_dead_letters": "replay",
-    "reconcile": "reconcile_versions",
-    "change_tracking": "catalogue_change_tracking",
+    "catalogue_cut_over": "catalogue_swap_read_alias",
+    "catalogue_retire": "catalogue_record_retirement",
+    "catalogue_replay": "catalogue_replay_dead_letters",
+    "catalogue_reconcile": "catalogue_reconcile_versions",
+    "catalogue_change_tracking": "catalogue_tracking",
 }
 """Each migration job's one op, whose config the job takes."""
 
@@ -87,37 +88,37 @@ class Project:
         self.defs = build_definitions(CATALOGUE, versions, sync_engine=self.engine, **kw)
         return self.defs
 
-    def sensor_tick(self) -> SensorResult:
-        """Evaluate the planner sensor and apply its partition requests, like the daemon does."""
-        assert self.defs is not None
+    def sensor_tick(self, defs: Definitions | None = None, source: str = "catalogue") -> SensorExecutionData:
+        """Evaluate a planner sensor as the daemon does (``evaluate_tick``) and apply its
+        partition requests."""
+        defs = defs or self.defs
+        assert defs is not None
         with self.pinned():
-            sensor = self.defs.resolve_sensor_def("migration_planner")
+            sensor = defs.resolve_sensor_def(f"{source}_migration_planner")
         # Entered, so the instance the context opens from our ref is closed with it: left to the
         # garbage collector, its exit resets Dagster's defs-state context variable to a stale
         # storage at a random later moment (a later test then loads against a dropped database).
         with build_sensor_context(
-            instance=self.instance, resources={"sync_engine": self.engine}, definitions=self.defs
+            instance=self.instance, resources={"sync_engine": self.engine}, definitions=defs
         ) as ctx:
-            result = sensor(ctx)
-        if isinstance(result, SensorResult):
-            for request in result.dynamic_partitions_requests or []:
-                self.instance.add_dynamic_partitions(
-                    request.partitions_def_name, list(request.partition_keys)
-                )
+            result = sensor.evaluate_tick(ctx)
+        for request in result.dynamic_partitions_requests or []:
+            assert isinstance(request, AddDynamicPartitionsRequest)
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         return result
 
     def schedule_tick(self) -> list[RunRequest]:
+        """Evaluate the freshness schedule as the daemon does; its run requests."""
         assert self.defs is not None
         with self.pinned():
-            schedule = self.defs.resolve_schedule_def("keep_live_versions_fresh")
+            schedule = self.defs.resolve_schedule_def("catalogue_freshness")
         with build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine}) as ctx:
-            result = schedule(ctx)
-            return list(result) if isinstance(result, list) else []
+            return list(schedule.evaluate_tick(ctx).run_requests or [])
 
     def execute(self, request: RunRequest) -> ExecuteInProcessResult:
         assert self.defs is not None
         with self.pinned():
-            job = self.defs.resolve_job_def("sync_index")
+            job = self.defs.resolve_job_def("catalogue_sync")
         return job.execute_in_process(
             instance=self.instance, tags=request.tags, run_config=request.run_config
         )
@@ -139,7 +140,7 @@ class Project:
         # the partition as a run tag, as the launchpad sets it (execute_in_process's own
         # partition_key argument wants an asset in the selection, and this job has only checks)
         with self.pinned():
-            job = self.defs.resolve_job_def("validate_version")
+            job = self.defs.resolve_job_def("catalogue_validate")
         result = job.execute_in_process(instance=self.instance, tags={"dagster/partition": partition})
         assert result.success
         return {e.check_name: (e.passed, e.description) for e in result.get_asset_check_evaluations()}
@@ -149,7 +150,7 @@ class Project:
         from dagster import AssetKey, AssetRecordsFilter
 
         records = self.instance.fetch_observations(
-            AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]),
+            AssetRecordsFilter(asset_key=AssetKey("catalogue_index"), asset_partitions=[partition]),
             limit=1,
         ).records
         assert records and records[0].asset_observation is not None
@@ -160,7 +161,7 @@ class Project:
         from dagster import AssetKey, AssetRecordsFilter
 
         records = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]),
+            AssetRecordsFilter(asset_key=AssetKey("catalogue_index"), asset_partitions=[partition]),
             limit=1,
         ).records
         assert records, f"no materialisation of partition {partition}"

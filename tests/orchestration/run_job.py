@@ -33,7 +33,7 @@ def main() -> None:
     )
     defs = build_definitions(CATALOGUE, versions, sync_engine=engine)
     with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("sync_index").execute_in_process(
+        result = defs.resolve_job_def("catalogue_sync").execute_in_process(
             instance=instance, tags=args["tags"], run_config=args["run_config"]
         )
     sys.exit(0 if result.success else 1)

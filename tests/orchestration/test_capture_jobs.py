@@ -11,6 +11,7 @@ from dagster import DagsterRunStatus, RunsFilter
 from catalogue.generate import generate
 from catalogue.versions import V1
 from etl_core.planner import Lane
+from orchestration.naming import Names
 from orchestration.planning import run_request
 from tests.integration.test_sync import assert_parity, execute
 from tests.orchestration.conftest import Project
@@ -20,14 +21,14 @@ pytestmark = pytest.mark.integration
 
 def test_the_change_tracking_job_plans_applies_and_removes(project: Project) -> None:
     project.declare([project.harness.version(V1)])
-    plan = project.run_job("change_tracking", action="plan")
+    plan = project.run_job("catalogue_change_tracking", action="plan")
     assert plan.success
     [materialised] = [
         e.step_output_data.metadata for e in plan.all_node_events if e.event_type_value == "STEP_OUTPUT"
     ]
     assert "CREATE OR REPLACE TRIGGER etl_track_catalogue_upd" in materialised["ddl"].value
     for action, installed in (("status", True), ("remove", False), ("status", False), ("apply", True)):
-        result = project.run_job("change_tracking", action=action)
+        result = project.run_job("catalogue_change_tracking", action=action)
         assert result.success
         [meta] = [
             e.step_output_data.metadata for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"
@@ -40,10 +41,12 @@ def test_a_follow_run_keeps_the_live_lane_in_step_and_is_never_doubled(project: 
     generate(h.source_engine, rows=300, seed=81)
     v1 = h.version(V1)
     project.declare([v1])
-    project.instance.add_dynamic_partitions("index_versions", ["v1"])
-    assert project.execute(run_request(Lane(("v1",), False), "test", 3)).success  # the backfill
+    project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
+    assert project.execute(
+        run_request(Names("catalogue"), Lane(("v1",), False), "test", 3)
+    ).success  # the backfill
 
-    follower = run_request(Lane(("v1",), False), "test", 3, follow_s=6)
+    follower = run_request(Names("catalogue"), Lane(("v1",), False), "test", 3, follow_s=6)
     outcome: dict[str, bool] = {}
     runner = threading.Thread(target=lambda: outcome.update(ok=project.execute(follower).success))
     runner.start()

@@ -13,7 +13,7 @@ from orchestration.cursors import CURSOR_KEY, read_cursor
 from tests.orchestration.conftest import Project
 
 pytestmark = pytest.mark.integration
-INDEX = AssetKey("search_index")
+INDEX = AssetKey("catalogue_index")
 
 
 def test_a_checkpoint_stays_visible_behind_observations_without_a_cursor(project: Project) -> None:
@@ -38,11 +38,11 @@ def test_one_validation_check_alone_yields_that_check_alone(project: Project) ->
     h = project.harness
     generate(h.source_engine, rows=200, seed=91)
     project.declare([h.version(V1)])
-    project.instance.add_dynamic_partitions("index_versions", ["v1"])
+    project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
     assert project.execute(project.schedule_tick()[0]).success
     assert project.defs is not None
     with project.pinned():
-        job = project.defs.resolve_job_def("validate_version")
+        job = project.defs.resolve_job_def("catalogue_validate")
     lag = AssetCheckKey(INDEX, "lag_within_threshold")
     result = job.get_subset(asset_check_selection={lag}).execute_in_process(
         instance=project.instance, tags={"dagster/partition": "v1"}
@@ -58,7 +58,7 @@ def test_one_validation_check_alone_yields_that_check_alone(project: Project) ->
 def project_checks(project: Project) -> list[object]:
     assert project.defs is not None
     with project.pinned():
-        job = project.defs.resolve_job_def("validate_version")
+        job = project.defs.resolve_job_def("catalogue_validate")
     result = job.execute_in_process(instance=project.instance, tags={"dagster/partition": "v1"})
     assert result.success
     return list(result.get_asset_check_evaluations())

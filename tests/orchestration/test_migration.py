@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 import pytest
-from dagster import SensorResult
 from opensearchpy import OpenSearch
 
 from catalogue.generate import churn, generate
@@ -51,7 +50,7 @@ def catch_up_live(project: Project) -> None:
             assert project.execute(request).success
         if all(
             project.metadata(k)["lag_rows"] == 0
-            for k in project.instance.get_dynamic_partitions("index_versions")
+            for k in project.instance.get_dynamic_partitions("catalogue_versions")
             if k not in ("retired",)
         ):
             return
@@ -67,7 +66,7 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
     drain_catch_up(project)
     catch_up_live(project)
     assert all(passed for passed, _ in project.validate("v1").values())
-    assert project.run_job("cut_over", version="v1").success
+    assert project.run_job("catalogue_cut_over", version="v1").success
     assert h.sink.alias_targets(alias) == [v1.index]
     assert project.metadata("v1")["lifecycle"] == "catching_up"  # its last run predates the swap
 
@@ -92,7 +91,6 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
     try:
         project.declare([v1, v2], read_alias=alias, catch_up_pages=5)
         first = project.sensor_tick()
-        assert isinstance(first, SensorResult)
         requests, merged, cursors = list(first.run_requests), False, []
         for _ in range(40):
             for request in requests:
@@ -112,7 +110,7 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
             if merged:
                 break
             tick = project.sensor_tick()
-            requests = list(tick.run_requests) if isinstance(tick, SensorResult) else []
+            requests = list(tick.run_requests or [])
         assert merged, "v2 never caught up with the live lane"
     finally:
         stop.set()
@@ -121,7 +119,7 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
 
     catch_up_live(project)
     assert_parity(h, v1, v2)  # hard deletes included, before any reconciliation
-    assert project.run_job("reconcile").success
+    assert project.run_job("catalogue_reconcile").success
     assert project.observation("v1")["reconcile_orphan"] == 0  # nothing left for the safety net
     assert_parity(h, v1, v2)
     checks = project.validate("v2")
@@ -131,13 +129,13 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
     reader.start()
     try:
         time.sleep(0.3)
-        assert project.run_job("cut_over", version="v2").success
+        assert project.run_job("catalogue_cut_over", version="v2").success
         time.sleep(0.3)
         assert h.sink.alias_targets(alias) == [v2.index]
-        assert project.run_job("cut_over", version="v1").success  # rollback: v1 is still synced
+        assert project.run_job("catalogue_cut_over", version="v1").success  # rollback: v1 is still synced
         assert h.sink.alias_targets(alias) == [v1.index]
         time.sleep(0.3)
-        assert project.run_job("cut_over", version="v2").success
+        assert project.run_job("catalogue_cut_over", version="v2").success
         time.sleep(0.3)
     finally:
         reader.stop.set()
@@ -150,13 +148,13 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
         f"reader: {dict(reader.seen)} {dict(reader.indices)}"
     )
 
-    refused = project.run_job("retire_version", version="v2", grace_hours=0)
+    refused = project.run_job("catalogue_retire", version="v2", grace_hours=0)
     assert not refused.success  # v2 is live
-    assert project.run_job("retire_version", version="v1", grace_hours=0).success
-    assert project.run_job("reconcile").success  # deletes indices past their grace period
+    assert project.run_job("catalogue_retire", version="v1", grace_hours=0).success
+    assert project.run_job("catalogue_reconcile").success  # deletes indices past their grace period
     assert not h.client.indices.exists(index=v1.index)
     assert [r.tags["etl/lane"] for r in project.schedule_tick()] == ["v2"]
-    assert not project.run_job("cut_over", version="v1").success
+    assert not project.run_job("catalogue_cut_over", version="v1").success
     assert_parity(h, v2)
 
 
@@ -179,16 +177,16 @@ def test_validation_fails_on_a_tampered_document_and_reconciliation_repairs_it(
     assert not passed and "1 different (first keys ['77'])" in description
     assert checks["doc_count_matches_source"][0] and checks["lag_within_threshold"][0]
 
-    refused = project.run_job("cut_over", version="v2")
+    refused = project.run_job("catalogue_cut_over", version="v2")
     assert not refused.success
     failure = refused.get_step_failure_events()[0].event_specific_data.error.message
     assert "failed validation" in failure and "['77']" in failure
     assert h.sink.alias_targets(alias) == []
 
-    assert project.run_job("reconcile", versions=["v2"]).success
+    assert project.run_job("catalogue_reconcile", versions=["v2"]).success
     report = project.observation("v2")
     assert report["reconcile_different"] == 1 and report["reconcile_repaired"] == 1
     assert all(passed for passed, _ in project.validate("v2").values())
-    assert project.run_job("cut_over", version="v2").success
+    assert project.run_job("catalogue_cut_over", version="v2").success
     assert h.sink.alias_targets(alias) == [v2.index]
     assert_parity(h, v2)

@@ -44,8 +44,8 @@ def test_passwords_never_leak(
                 }
                 return SyncEngine(**fields)
 
-            project.instance.add_dynamic_partitions("index_versions", ["v1"])
-            request = RunRequest(tags=lane_tags(["v1"]))
+            project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
+            request = RunRequest(tags=lane_tags("catalogue", ["v1"]))
             runs = []
             for sync_engine in (
                 engine(),  # succeeds
@@ -55,7 +55,7 @@ def test_passwords_never_leak(
                 project.engine = sync_engine
                 project.declare([h.version(V1)])
                 with project.pinned():
-                    job = project.defs.resolve_job_def("sync_index")
+                    job = project.defs.resolve_job_def("catalogue_sync")
                 runs.append(
                     job.execute_in_process(instance=project.instance, tags=request.tags, raise_on_error=False)
                 )

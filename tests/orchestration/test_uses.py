@@ -10,7 +10,7 @@ import time
 
 import orjson
 import pytest
-from dagster import AssetKey, DagsterRunStatus, RunRequest, SensorResult
+from dagster import AssetKey, DagsterRunStatus, RunRequest
 from sqlalchemy import text
 
 from catalogue.generate import generate
@@ -35,7 +35,7 @@ def drain_catch_up(project: Project, limit: int = 30) -> int:
     runs = 0
     for _ in range(limit):
         result = project.sensor_tick()
-        requests = result.run_requests if isinstance(result, SensorResult) else []
+        requests = result.run_requests or []
         if not requests:
             return runs
         for request in requests:
@@ -88,14 +88,13 @@ def test_declaring_v3_adds_its_partition_and_backfills_it_while_v1_v2_keep_synci
     v1, v2, v3 = h.version(V1), h.version(V2), h.version(V3)
     project.declare([v1, v2])
     drain_catch_up(project)
-    assert project.instance.get_dynamic_partitions("index_versions") == ["v1", "v2"]
+    assert project.instance.get_dynamic_partitions("catalogue_versions") == ["v1", "v2"]
 
     project.declare([v1, v2, v3])  # a deploy that declares v3
     first = project.sensor_tick()
-    assert isinstance(first, SensorResult)
-    assert project.instance.get_dynamic_partitions("index_versions") == ["v1", "v2", "v3"]
+    assert project.instance.get_dynamic_partitions("catalogue_versions") == ["v1", "v2", "v3"]
     assert [r.tags["etl/lane"] for r in first.run_requests] == ["v3"]
-    assert first.run_requests[0].run_config["ops"]["search_index"]["config"]["max_pages"] == 3
+    assert first.run_requests[0].run_config["ops"]["catalogue_index"]["config"]["max_pages"] == 3
 
     # interleave: catch-up chunks for v3 (sensor and schedule), live changes synced in between
     chunks, requests, merged = 0, list(first.run_requests), False
@@ -115,7 +114,7 @@ def test_declaring_v3_adds_its_partition_and_backfills_it_while_v1_v2_keep_synci
         if merged:
             break
         tick = project.sensor_tick()
-        requests = list(tick.run_requests) if isinstance(tick, SensorResult) else []
+        requests = list(tick.run_requests or [])
     assert merged
     # 1200 rows at 3 pages of 100 a chunk; the hand-over to the log is a page of its own, and a
     # backfilling version joins the live lane only once it follows the log
@@ -139,14 +138,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     generate(h.source_engine, rows=rows, seed=13)
     v1 = h.version(V1)
     project.declare([v1])
-    project.instance.add_dynamic_partitions("index_versions", ["v1"])
+    project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
     args = {
         "prefix": h.prefix,
         "versions": ["v1"],
         "source_url": project.engine.source_database_url,
         "opensearch_url": project.engine.opensearch_url,
-        "tags": lane_tags(["v1"]),
-        "run_config": {"ops": {"search_index": {"config": {"checkpoint_every_s": 0}}}},
+        "tags": lane_tags("catalogue", ["v1"]),
+        "run_config": {"ops": {"catalogue_index": {"config": {"checkpoint_every_s": 0}}}},
     }
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.orchestration.run_job", orjson.dumps(args).decode()],
@@ -154,7 +153,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    key = AssetKey("search_index")
+    key = AssetKey("catalogue_index")
     deadline = time.monotonic() + 120
 
     def backfilled() -> int:
@@ -174,7 +173,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     with pytest.raises(AssertionError, match="no materialisation"):
         project.metadata("v1")  # the killed run recorded none
 
-    resume = project.execute(RunRequest(tags=lane_tags(["v1"])))
+    resume = project.execute(RunRequest(tags=lane_tags("catalogue", ["v1"])))
     assert resume.success
     meta = project.metadata("v1")
     redone = meta["rows_read"] - (rows - checkpoint)

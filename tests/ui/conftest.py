@@ -1,4 +1,5 @@
-"""``dagster dev`` on the project's workspace, with its own Dagster and catalogue databases."""
+"""The webserver and the daemon, started as the services run them (`scripts/serve.sh`), on the
+project's workspace with its own Dagster and catalogue databases."""
 
 from __future__ import annotations
 
@@ -35,50 +36,47 @@ class DagsterDev:
     instance: DagsterInstance
     prefix: str
     url: str = f"http://127.0.0.1:{PORT}"
-    process: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log: Path = field(default_factory=lambda: Path("/dev/null"))
 
     def start(self) -> float:
-        """Start webserver + daemon; return the seconds until the code location answered."""
+        """Start the webserver and the daemon as the services do (``scripts/serve.sh``, what the
+        systemd units run); return the seconds until the code location answered."""
         began = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "dagster"),
-                "dev",
-                "-w",
-                "workspace.yaml",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(PORT),
-            ],
-            cwd=ROOT,
-            env=self.env,
-            start_new_session=True,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+        self.processes = [
+            subprocess.Popen(
+                [str(ROOT / "scripts" / "serve.sh"), role],
+                cwd=ROOT,
+                env={**self.env, "HOST": "127.0.0.1", "PORT": str(PORT)},
+                start_new_session=True,
+                stdout=self.log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            for role in ("webserver", "daemon")
+        ]
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"dagster dev exited; see {self.log}"
+            for process in self.processes:
+                assert process.poll() is None, f"{process.args} exited; see {self.log}"
             try:
-                data = self.graphql('{ assetOrError(assetKey: {path: ["search_index"]}) { __typename } }')
+                data = self.graphql('{ assetOrError(assetKey: {path: ["catalogue_index"]}) { __typename } }')
                 if data["assetOrError"]["__typename"] == "Asset":
                     return time.monotonic() - began
             except OSError:
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"dagster dev did not come up; see {self.log}")
+        raise AssertionError(f"the webserver did not come up; see {self.log}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = orjson.dumps({"query": query, "variables": variables or {}})
@@ -135,7 +133,7 @@ def dagster_dev(
     dev = DagsterDev(env, home, instance, prefix, log=home / "dagster-dev.log")
     try:
         with set_defs_state_storage(instance.defs_state_storage):
-            instance.add_dynamic_partitions("index_versions", ["v1", "v2"])
+            instance.add_dynamic_partitions("catalogue_versions", ["v1", "v2"])
             dev.start()
             yield dev
     finally:

@@ -19,7 +19,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 def latest_metadata(dev: DagsterDev, partition: str) -> dict[str, object]:
     records = dev.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("search_index"), asset_partitions=[partition]), limit=1
+        AssetRecordsFilter(asset_key=AssetKey("catalogue_index"), asset_partitions=[partition]), limit=1
     ).records
     assert records, f"no materialisation of {partition}"
     mat = records[0].asset_materialization
@@ -28,7 +28,7 @@ def latest_metadata(dev: DagsterDev, partition: str) -> dict[str, object]:
 
 
 def materialise_in_ui(page: Page, dev: DagsterDev, partition: str) -> None:
-    page.goto(f"{dev.url}/assets/search_index")
+    page.goto(f"{dev.url}/assets/catalogue_index")
     page.get_by_role("button", name="Materialize…").wait_for()
     skip = page.get_by_role("button", name="Skip")  # a one-time "join the community" dialog
     page.wait_for_timeout(1500)
@@ -58,7 +58,7 @@ def test_launching_a_run_from_the_ui_materialises_the_partition(dagster_dev: Dag
         cursor = meta["cursor"]  # the backfill handed over to the change log at its bound
         assert isinstance(cursor, dict) and cursor["seq"] == 0 and cursor["xid"] > 0
 
-        page.goto(f"{dagster_dev.url}/assets/search_index?view=partitions&partition=v1")
+        page.goto(f"{dagster_dev.url}/assets/catalogue_index?view=partitions&partition=v1")
         table = page.locator("table").filter(has_text="cursor_text")
         table.wait_for()
         row = table.locator("tr").filter(has_text="cursor_text")
@@ -72,10 +72,10 @@ def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=PORT)
     submit = dict(
-        job_name="sync_index",
+        job_name="catalogue_sync",
         repository_location_name="search_sync",
         repository_name="__repository__",
-        tags=lane_tags(["v2"]),
+        tags=lane_tags("catalogue", ["v2"]),
     )
     first, second = client.submit_job_execution(**submit), client.submit_job_execution(**submit)
 
@@ -108,7 +108,7 @@ def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:
 HISTORY = """
 query History($partitions: [String!]) {
   runsOrError { ... on Runs { results { runId status } } }
-  assetOrError(assetKey: {path: ["search_index"]}) {
+  assetOrError(assetKey: {path: ["catalogue_index"]}) {
     ... on Asset {
       assetMaterializations(partitions: $partitions) {
         partition runId

@@ -1,0 +1,89 @@
+"""Where each version stands: its cursor, lag, open dead letters and lifecycle state.
+
+One function describes every version, for every surface: the command line's ``status``, and the
+``lifecycle`` each materialisation records in Dagster. The state is derived, never stored: the
+read alias in OpenSearch says *live*, the state tables say *retired* and *validated*, the cursor
+and the lag say *building* or *catching up*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from etl_core.cursor import Position
+from etl_core.extract import Lag
+from etl_core.lifecycle import Lifecycles, lifecycle_state
+from etl_core.planner import CloseEnough, is_behind
+from etl_core.sink import OpenSearchSink
+from etl_core.stores import PostgresDeadLetterStore
+from etl_core.versions import IndexVersion, Lifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatus:
+    key: str
+    index: str
+    lifecycle: Lifecycle
+    cursor: Position | None
+    lag_rows: int
+    lag_seconds: float | None
+    """None: never synced, or the bound is unknown (infinitely behind)."""
+    dead_letters: int
+    validated: bool | None
+    """The latest validation's outcome; None when it was never validated."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.key,
+            "index": self.index,
+            "lifecycle": self.lifecycle.value,
+            "cursor": self.cursor.to_json() if self.cursor else None,
+            "cursor_text": self.cursor.describe() if self.cursor else "",
+            "lag_rows": self.lag_rows,
+            "lag_seconds": self.lag_seconds,
+            "dead_letters": self.dead_letters,
+            "validated": self.validated,
+        }
+
+
+def describe_versions(
+    versions: Sequence[IndexVersion[Any]],
+    *,
+    cursors: Mapping[str, Position | None],
+    lag: Lag,
+    lifecycles: Lifecycles,
+    dead_letters: PostgresDeadLetterStore,
+    sink: OpenSearchSink,
+    alias: str,
+    close: CloseEnough,
+) -> list[VersionStatus]:
+    live = set(sink.alias_targets(alias))
+    retired = lifecycles.retired()
+    found = []
+    for v in versions:
+        cursor = cursors.get(v.key)
+        validation = lifecycles.latest_validation(v.key)
+        validated = None if validation is None else validation[0]
+        seconds = lag.seconds_behind(v.key)
+        found.append(
+            VersionStatus(
+                key=v.key,
+                index=v.index,
+                lifecycle=lifecycle_state(
+                    retired=v.key in retired or v.state is Lifecycle.RETIRED,
+                    live=v.index in live,
+                    validated=bool(validated),
+                    cursor=cursor,
+                    behind=is_behind(v.key, cursor, lag, close),
+                ),
+                cursor=cursor,
+                lag_rows=lag.rows_behind.get(v.key, 0),
+                lag_seconds=None if math.isinf(seconds) else round(seconds, 3),
+                dead_letters=dead_letters.count_open(v.key),
+                validated=validated,
+            )
+        )
+    return found

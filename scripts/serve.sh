@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Dagster as two long-running services, the way production runs it (`dagster dev` is for a laptop):
+#   scripts/serve.sh webserver   the UI and its GraphQL API (HOST, PORT; default 127.0.0.1:3000)
+#   scripts/serve.sh daemon      schedules, sensors and the run queue
+# Both need DAGSTER_HOME (a directory holding dagster.yaml) and the variables of the README's
+# Configuration table. deploy/systemd/ has units that call this; tests/ui starts both this way.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+: "${DAGSTER_HOME:?set DAGSTER_HOME to a directory holding dagster.yaml}"
+if [ ! -f "$DAGSTER_HOME/dagster.yaml" ]; then
+  echo "serve: $DAGSTER_HOME/dagster.yaml is missing: copy or link $ROOT/dagster.yaml there" >&2
+  exit 1
+fi
+case "${1:-}" in
+  webserver) exec .venv/bin/dagster-webserver -w workspace.yaml -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}" ;;
+  daemon) exec .venv/bin/dagster-daemon run -w workspace.yaml ;;
+  *) echo "usage: scripts/serve.sh webserver|daemon" >&2; exit 2 ;;
+esac
