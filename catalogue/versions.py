@@ -2,10 +2,12 @@
 
 * ``v1`` flat: one document per product, categories as keywords, price in cents.
 * ``v2`` reshaped: ``name`` renamed to ``title``, price split into ``{amount, currency}``, brand
-  split into ``{name, country}``, categories nested, an English-stopwords analyzer, strict mapping,
-  and a tighter ``stock`` type (``short``) — a product with more stock than that is a dead letter of
-  v2 only.
-* ``v3`` a predicate: only products in stock, as a compact document for a storefront.
+  split into ``{name, country}``, categories nested, OpenSearch's ``english`` analyzer (stemming:
+  "running shoes" finds "run shoe"; the ``analysis-common`` module), strict mapping, and a tighter
+  ``stock`` type (``short``) — a product with more stock than that is a dead letter of v2 only.
+* ``v3`` a predicate: only products in stock, as a compact document for a storefront, with a
+  ``search_as_you_type`` title for its search box and the price as a ``scaled_float`` (both from
+  the ``mapper-extras`` module).
 """
 
 from __future__ import annotations
@@ -129,10 +131,10 @@ V2: IndexVersion[Product] = IndexVersion(
             "sku": {"type": "keyword"},
             "title": {
                 "type": "text",
-                "analyzer": "english_stop",
+                "analyzer": "english",
                 "fields": {"raw": {"type": "keyword", "ignore_above": 256}},
             },
-            "description": {"type": "text", "analyzer": "english_stop"},
+            "description": {"type": "text", "analyzer": "english"},
             "brand": {"properties": {"name": {"type": "keyword"}, "country": {"type": "keyword"}}},
             "price": {"properties": {"amount": {"type": "double"}, "currency": {"type": "keyword"}}},
             "stock": {"type": "short"},
@@ -144,10 +146,7 @@ V2: IndexVersion[Product] = IndexVersion(
             "updated_at": {"type": "date"},
         },
     },
-    settings={
-        "index": {"number_of_shards": 1},
-        "analysis": {"analyzer": {"english_stop": {"type": "standard", "stopwords": "_english_"}}},
-    },
+    settings={"index": {"number_of_shards": 1}},
 )
 
 V3: IndexVersion[Product] = IndexVersion(
@@ -158,9 +157,9 @@ V3: IndexVersion[Product] = IndexVersion(
     needs=frozenset({"name", "brand", "price_cents", "categories", "stock"}),
     mappings={
         "properties": {
-            "title": {"type": "text"},
+            "title": {"type": "search_as_you_type"},
             "brand": {"type": "keyword"},
-            "price": {"type": "double"},
+            "price": {"type": "scaled_float", "scaling_factor": 100},
             "categories": {"type": "keyword"},
         }
     },

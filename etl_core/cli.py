@@ -43,7 +43,7 @@ from etl_core.settings import Settings, make_engine, url_from_env
 from etl_core.source import Source
 from etl_core.status import describe_versions
 from etl_core.tracking import Tracking
-from etl_core.versions import IndexVersion, validate_versions, with_prefix
+from etl_core.versions import IndexVersion, pick, validate_versions, with_prefix
 
 
 def load_object(spec: str, what: str) -> Any:
@@ -78,15 +78,6 @@ def _versions(spec: str | None, source: Source[Any]) -> list[IndexVersion[Any]]:
     versions = with_prefix(versions, os.environ.get("ETL_INDEX_PREFIX", ""))
     validate_versions(versions, source.fields)
     return versions
-
-
-def _pick(versions: list[IndexVersion[Any]], wanted: Sequence[str]) -> list[IndexVersion[Any]]:
-    """The versions named on the command line (all of them when none is), in declaration order."""
-    by_key = {v.key: v for v in versions}
-    unknown = [k for k in wanted if k not in by_key]
-    if unknown:
-        raise ConfigError(f"versions {unknown} are not declared; declared are {sorted(by_key)}")
-    return [v for v in versions if v.key in wanted] if wanted else versions
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,7 +156,7 @@ def _run(
     active = [v for v in versions if v.key not in life.retired()]
     cmd = args.command
     if cmd == "sync":
-        _print(conns.sync(source, _pick(active, args.only), max_pages=args.max_pages).report())
+        _print(conns.sync(source, pick(active, args.only), max_pages=args.max_pages).report())
     elif cmd == "follow":
         runs = conns.follow(source, active, window_s=args.seconds, debounce_s=args.debounce)
         _print({"syncs": runs.syncs, "wakeups": runs.wakeups, "polls": runs.polls, "indexed": runs.indexed})
@@ -186,7 +177,7 @@ def _run(
         )
         _print({"source": source.name, "alias": alias, "versions": [s.to_json() for s in statuses]})
     elif cmd == "validate":
-        (version,) = _pick(versions, [args.version])
+        (version,) = pick(versions, [args.version])
         report = validate(
             version,
             extractor=conns.extractor(source),
@@ -199,24 +190,24 @@ def _run(
         _print(report.to_json())
         return 0 if report.passed else 1
     elif cmd == "cut-over":
-        (version,) = _pick(versions, [args.version])
+        (version,) = pick(versions, [args.version])
         with conns.lanes.hold([version]):
             previous = life.cut_over(version, alias, conns.sink)
         _print({"alias": alias, "index": version.index, "previous": previous})
     elif cmd == "retire":
-        (version,) = _pick(versions, [args.version])
+        (version,) = pick(versions, [args.version])
         with conns.lanes.hold([version]):
             when = life.retire(version, alias, conns.sink, timedelta(hours=args.grace_hours))
         _print({"retired": version.key, "index_deleted_after": when.isoformat()})
     elif cmd == "replay":
-        chosen = _pick(active, args.only)
+        chosen = pick(active, args.only)
         with conns.lanes.hold(chosen):
             results = replay_dead_letters(
                 chosen, extractor=conns.extractor(source), sink=conns.sink, dead_letters=conns.dead_letters
             )
         _print({k: vars(r) for k, r in results.items()})
     elif cmd == "reconcile":
-        chosen = _pick(active, args.only)
+        chosen = pick(active, args.only)
         with conns.lanes.hold(chosen):  # repairs overwrite: no sync may write meanwhile
             drifts = reconcile(
                 chosen,

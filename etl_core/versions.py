@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -134,3 +134,14 @@ def _check_reads(v: IndexVersion[Any], available: set[str] | None) -> None:
                 f"version {v.key!r}: its {what} reads {sorted(reads - v.needs)}, which `needs` "
                 "does not list; add them to needs"
             )
+
+
+def pick(versions: Sequence[IndexVersion[R]], wanted: Iterable[str]) -> list[IndexVersion[R]]:
+    """The versions a command or a job names, in declaration order (all of them when it names
+    none), or a ConfigError that lists the declared ones: the one rule every surface uses."""
+    names = list(wanted)
+    by_key = {v.key: v for v in versions}
+    unknown = [k for k in names if k not in by_key]
+    if unknown:
+        raise ConfigError(f"versions {unknown} are not declared; declared are {sorted(by_key)}")
+    return [v for v in versions if v.key in names] if names else list(versions)

@@ -4,16 +4,17 @@ the connections)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import Failure
 
-from etl_core import IndexVersion, Source
+from etl_core import ConfigError, IndexVersion, Source
 from etl_core.connect import Connections
 from etl_core.planner import CloseEnough
+from etl_core.versions import pick
 from orchestration.naming import Names
 from orchestration.resources import SyncEngine, engine_of
 
@@ -26,24 +27,21 @@ class SourceSpec:
     read_alias: str
     close: CloseEnough
     resource_key: str = "sync_engine"
-    by_key: Mapping[str, IndexVersion[Any]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_key", {v.key: v for v in self.versions})
 
     def version(self, key: str) -> IndexVersion[Any]:
-        """The version a partition or a job's config names, or a Failure that lists the declared
-        ones (a partition left over from a version removed from code lands here)."""
-        if key not in self.by_key:
-            raise Failure(
-                f"version {key!r} of source {self.source.name!r} is not declared in code; declared "
-                f"are {sorted(self.by_key)} (declare it, or delete the partition)"
-            )
-        return self.by_key[key]
+        """The version a partition or a job's config names (a partition left over from a version
+        removed from code lands here: the Failure says to declare it or delete the partition)."""
+        (found,) = self.pick([key], set())
+        return found
 
     def pick(self, wanted: Sequence[str], retired: set[str]) -> list[IndexVersion[Any]]:
-        """The named versions (all declared ones when none is named), retired ones left out."""
-        chosen = [self.version(k) for k in wanted] if wanted else list(self.versions)
+        """:func:`etl_core.versions.pick` as a run's Failure; retired versions left out."""
+        try:
+            chosen = pick(self.versions, wanted)
+        except ConfigError as exc:
+            raise Failure(
+                f"source {self.source.name!r}: {exc} (declare it, or delete the partition)"
+            ) from None
         return [v for v in chosen if v.key not in retired]
 
     def engine(self, resources: Any) -> SyncEngine:

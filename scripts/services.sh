@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local PostgreSQL 15 + OpenSearch 2.x for development, tests and CI.
+# Local PostgreSQL 15 + OpenSearch for development, tests and CI.
 #
 #   scripts/services.sh up       install what is missing, start both, wait until healthy
 #   scripts/services.sh status   exit 0 only if both answer
@@ -12,6 +12,13 @@
 # is generated on first `up` and kept in .services/env (mode 600), never in the repository.
 # Users with their own servers skip this script and set SOURCE_DATABASE_URL, DAGSTER_PG_* and
 # OPENSEARCH_URL themselves.
+#
+# OPENSEARCH_VERSION picks the OpenSearch line: 3.3.2 by default (on Java 21+: the machine's
+# Temurin 25), 2.19.6 still supported (on JDK 17). Each version keeps its own install and data
+# directory under .services/opensearch, so both lines stay installed side by side; one runs at a
+# time on OS_PORT. The integ-test distribution carries almost no modules, so the standard ones
+# users' mappings need (analysis-common, mapper-extras, lang-painless) are added from Maven
+# Central (scripts/opensearch/modules.pom.xml, checksums verified) with their descriptors.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,15 +26,32 @@ DIR="$ROOT/.services"
 SERVICES_USER="${SERVICES_USER:-etl}"
 PG_PORT="${PG_PORT:-5432}"
 OS_PORT="${OS_PORT:-9200}"
-OS_VERSION="${OS_VERSION:-2.19.6}"
+OS_VERSION="${OPENSEARCH_VERSION:-${OS_VERSION:-3.3.2}}"
 OS_HEAP="${OS_HEAP:-1g}"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DATA="$DIR/pg/data"
 OS_HOME="$DIR/opensearch/opensearch-$OS_VERSION"
-OS_DATA="$DIR/opensearch/data"
+OS_DATA="$DIR/opensearch/data-$OS_VERSION"
+OS_PID="$DIR/opensearch/pid-$OS_VERSION"
+OS_LOGS="$DIR/opensearch/logs-$OS_VERSION"
+OS_MAJOR="${OS_VERSION%%.*}"
 ENV_FILE="$DIR/env"
 
 log() { printf 'services: %s\n' "$*" >&2; }
+
+# OpenSearch 3.x needs Java 21 or newer; 2.x runs on 17. JAVA_HOME overrides.
+os_java_home() {
+  if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME"; return; fi
+  if [ "$OS_MAJOR" -ge 3 ]; then
+    local jdk
+    for jdk in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/temurin-21-jdk-amd64 /usr/lib/jvm/java-21-openjdk-amd64; do
+      [ -x "$jdk/bin/java" ] && { echo "$jdk"; return; }
+    done
+    log "OpenSearch $OS_VERSION needs Java 21 or newer: install one, set JAVA_HOME, or OPENSEARCH_VERSION=2.19.6"
+    exit 1
+  fi
+  echo /usr/lib/jvm/java-17-openjdk-amd64
+}
 as_user() { if [ "$(id -u)" = 0 ]; then runuser -u "$SERVICES_USER" -- "$@"; else "$@"; fi; }
 
 ensure_user() {
@@ -121,33 +145,103 @@ network.host: 127.0.0.1
 http.port: $OS_PORT
 discovery.type: single-node
 path.data: $OS_DATA
-path.logs: $DIR/opensearch/logs
+path.logs: $OS_LOGS
 action.auto_create_index: false
 cluster.routing.allocation.disk.threshold_enabled: false
 YML
   sed -i "s/^-Xms1g/-Xms$OS_HEAP/; s/^-Xmx1g/-Xmx$OS_HEAP/" "$OS_HOME/config/jvm.options"
 }
 
+# The standard modules, laid out as a full distribution has them: one directory per module with
+# its jars, a plugin-descriptor.properties (after the distribution's own transport-netty4 one)
+# and, for painless, the security policy the 2.x security manager enforces. Idempotent.
+os_modules() {
+  local jars="$DIR/opensearch/module-jars-$OS_VERSION"
+  if [ ! -f "$jars/.complete" ]; then
+    log "fetching the modules analysis-common, mapper-extras, lang-painless $OS_VERSION with Maven"
+    rm -rf "$jars"
+    mvn -q -B -C -f "$ROOT/scripts/opensearch/modules.pom.xml" dependency:copy-dependencies \
+      "-Dopensearch.version=$OS_VERSION" "-DoutputDirectory=$jars" \
+      -DincludeArtifactIds=lang-painless,analysis-common,mapper-extras-client,antlr4-runtime,asm,asm-util,asm-tree,asm-commons,asm-analysis,opensearch-scripting-painless-spi >&2
+    touch "$jars/.complete"
+  fi
+  os_module lang-painless "An easy, safe and fast scripting language for OpenSearch" "" \
+    "org/opensearch/painless/PainlessModulePlugin org/opensearch/painless/PainlessPlugin" \
+    lang-painless- antlr4-runtime- asm- asm-analysis- asm-commons- asm-tree- asm-util- opensearch-scripting-painless-spi-
+  os_module analysis-common 'Adds "built in" analyzers to OpenSearch.' lang-painless \
+    "org/opensearch/analysis/common/CommonAnalysisModulePlugin org/opensearch/analysis/common/CommonAnalysisPlugin" \
+    analysis-common-
+  os_module mapper-extras "Adds advanced field mappers" "" \
+    "org/opensearch/index/mapper/MapperExtrasModulePlugin org/opensearch/index/mapper/MapperExtrasPlugin" \
+    mapper-extras-client-
+  if [ ! -f "$OS_HOME/modules/lang-painless/plugin-security.policy" ]; then
+    cat >"$OS_HOME/modules/lang-painless/plugin-security.policy" <<'POLICY'
+grant {
+  // needed to generate runtime classes
+  permission java.lang.RuntimePermission "createClassLoader";
+  // needed to find the classloader to load whitelisted classes from
+  permission java.lang.RuntimePermission "getClassLoader";
+};
+POLICY
+  fi
+}
+
+# os_module NAME DESCRIPTION EXTENDS "CLASS CANDIDATES" JAR-PREFIX...
+os_module() {
+  local name="$1" description="$2" extends="$3" candidates="$4"; shift 4
+  local dir="$OS_HOME/modules/$name" jars="$DIR/opensearch/module-jars-$OS_VERSION" prefix jar class=""
+  [ -f "$dir/plugin-descriptor.properties" ] && return 0
+  rm -rf "$dir"  # a half-made module of an interrupted run
+  mkdir -p "$dir"
+  for prefix in "$@"; do
+    for jar in "$jars/$prefix"[0-9]*.jar; do
+      [ -f "$jar" ] || { log "module $name: no $prefix*.jar was fetched"; exit 1; }
+      cp "$jar" "$dir/"
+    done
+  done
+  # the plugin class: renamed in 3.x (…ModulePlugin), so read it from the module's own jar
+  local listing; listing="$(unzip -Z1 "$dir/$1"*.jar)"
+  for candidate in $candidates; do
+    if grep -qx "$candidate.class" <<<"$listing"; then class="${candidate//\//.}"; break; fi
+  done
+  [ -n "$class" ] || { log "module $name: none of $candidates in its jar"; exit 1; }
+  sed -e "s|^description=.*|description=$description|" -e "s|^name=.*|name=$name|" \
+    -e "s|^classname=.*|classname=$class|" -e "s|^extended.plugins=.*|extended.plugins=$extends|" \
+    "$OS_HOME/modules/transport-netty4/plugin-descriptor.properties" >"$dir/plugin-descriptor.properties.tmp"
+  mv "$dir/plugin-descriptor.properties.tmp" "$dir/plugin-descriptor.properties"
+}
+
 os_healthy() { curl -fsS "http://127.0.0.1:$OS_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; }
 
+# The version of whatever node answers on OS_PORT (empty if none).
+os_answering() {
+  { curl -fsS "http://127.0.0.1:$OS_PORT/" 2>/dev/null || true; } | sed -n 's/.*"number" *: *"\([^"]*\)".*/\1/p' | head -1
+}
+
 os_up() {
+  local answering; answering="$(os_answering)"
+  if [ -n "$answering" ] && [ "$answering" != "$OS_VERSION" ]; then
+    log "OpenSearch $answering already answers on port $OS_PORT; stop it first (scripts/services.sh stop-opensearch with OPENSEARCH_VERSION=$answering, or down)"
+    exit 1
+  fi
   os_install
-  mkdir -p "$OS_DATA" "$DIR/opensearch/logs"
+  os_modules
+  mkdir -p "$OS_DATA" "$OS_LOGS"
   chown -R "$SERVICES_USER" "$DIR/opensearch"
   if ! os_healthy; then
     if [ -n "$(os_pid)" ]; then
       log "OpenSearch is starting"
     else
       log "starting OpenSearch $OS_VERSION on 127.0.0.1:$OS_PORT"
-      as_user env JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}" \
-        "$OS_HOME/bin/opensearch" -d -p "$DIR/opensearch/pid" >"$DIR/opensearch/logs/stdout.log" 2>&1
+      as_user env JAVA_HOME="$(os_java_home)" \
+        "$OS_HOME/bin/opensearch" -d -p "$OS_PID" >"$OS_LOGS/stdout.log" 2>&1
     fi
     for _ in $(seq 1 180); do
       os_healthy && break
       [ -z "$(os_pid)" ] && break
       sleep 1
     done
-    os_healthy || { log "OpenSearch did not become healthy; see $DIR/opensearch/logs"; tail -20 "$DIR/opensearch/logs/stdout.log" "$DIR/opensearch/logs/etl-dev.log" >&2 || true; exit 1; }
+    os_healthy || { log "OpenSearch did not become healthy; see $OS_LOGS"; tail -n 20 "$OS_LOGS/stdout.log" "$OS_LOGS/etl-dev.log" >&2 || true; exit 1; }
   fi
 }
 
@@ -156,15 +250,15 @@ status() {
   # shellcheck disable=SC1090
   [ -f "$ENV_FILE" ] && . "$ENV_FILE"
   if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then log "PostgreSQL up on 127.0.0.1:$PG_PORT"; else log "PostgreSQL down"; ok=1; fi
-  if os_healthy; then log "OpenSearch up on 127.0.0.1:$OS_PORT"; else log "OpenSearch down"; ok=1; fi
+  if os_healthy; then log "OpenSearch $(os_answering) up on 127.0.0.1:$OS_PORT"; else log "OpenSearch down"; ok=1; fi
   return $ok
 }
 
 # The node's JVM, found by its home directory: OpenSearch deletes its own pid file when a second
 # start fails on the data lock, so the pid file alone cannot be trusted to find the running node.
 os_pid() {
-  if [ -f "$DIR/opensearch/pid" ] && kill -0 "$(cat "$DIR/opensearch/pid")" 2>/dev/null; then
-    cat "$DIR/opensearch/pid"
+  if [ -f "$OS_PID" ] && kill -0 "$(cat "$OS_PID")" 2>/dev/null; then
+    cat "$OS_PID"
   else
     pgrep -f -- "-Dopensearch.path.home=$OS_HOME " | head -1 || true
   fi
@@ -176,14 +270,20 @@ os_down() {
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     log "OpenSearch stopped"
   fi
-  rm -f "$DIR/opensearch/pid"
+  rm -f "$OS_PID"
 }
 
 down() {
   if [ -f "$PG_DATA/PG_VERSION" ] && as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
     as_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
   fi
-  os_down
+  # every installed line, whichever is running
+  local home
+  for home in "$DIR"/opensearch/opensearch-*/; do
+    [ -d "$home" ] || continue
+    home="${home%/}"
+    OS_VERSION="${home##*/opensearch-}" OS_HOME="$home" OS_PID="$DIR/opensearch/pid-${home##*/opensearch-}" os_down
+  done
 }
 
 case "${1:-}" in
