@@ -12,12 +12,11 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from catalogue.source import TRACKING
+from catalogue.source import TRACKING, metadata
 
 WORDS = (
     "alpine amber arctic atlas aurora basalt birch breeze canyon cedar cobalt coral crimson delta "
@@ -39,11 +38,28 @@ CATEGORY_TREE = {
 }
 
 
+# Databases made by earlier versions of the demo carried hand-written triggers that rewrote
+# product rows; the generated change capture replaces them.
+_LEGACY_TRIGGERS = """
+DROP TRIGGER IF EXISTS products_touch ON products;
+DROP TRIGGER IF EXISTS brands_touch ON brands;
+DROP TRIGGER IF EXISTS brands_touch_products ON brands;
+DROP TRIGGER IF EXISTS categories_touch ON categories;
+DROP TRIGGER IF EXISTS categories_touch_products ON categories;
+DROP TRIGGER IF EXISTS product_categories_touch ON product_categories;
+DROP FUNCTION IF EXISTS catalogue_touch();
+DROP FUNCTION IF EXISTS catalogue_touch_products_of_brand();
+DROP FUNCTION IF EXISTS catalogue_touch_products_of_category();
+DROP FUNCTION IF EXISTS catalogue_touch_product_of_link();
+"""
+
+
 def create_schema(engine: Engine) -> None:
-    """The demo tables, then their generated change capture (idempotent, like a user's apply)."""
-    ddl = resources.files("catalogue").joinpath("schema.sql").read_text()
+    """The demo tables (from their SQLAlchemy declaration), then their generated change capture;
+    idempotent, like a user's apply."""
     with engine.begin() as conn:
-        conn.exec_driver_sql(ddl)
+        metadata.create_all(conn, checkfirst=True)
+        conn.exec_driver_sql(_LEGACY_TRIGGERS)
     TRACKING.apply(engine)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -25,6 +26,13 @@ from etl_core import Source
 from etl_core.tracking import Hop, Tracked, Tracking
 
 metadata = MetaData()
+"""The demo's tables, complete: ``create_schema`` creates them from here (one declaration for the
+DDL and for the queries)."""
+
+
+def _stamp(name: str) -> Column[datetime]:
+    return Column(name, DateTime(timezone=True), nullable=False, server_default=func.now())
+
 
 brands = Table(
     "brands",
@@ -32,36 +40,38 @@ brands = Table(
     Column("id", Integer, primary_key=True),
     Column("name", Text, nullable=False),
     Column("country", Text),
-    Column("updated_at", DateTime(timezone=True)),
+    _stamp("updated_at"),
 )
 categories = Table(
     "categories",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", Text, nullable=False),
-    Column("parent_id", Integer),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("parent_id", Integer, ForeignKey("categories.id")),
+    _stamp("updated_at"),
 )
 products = Table(
     "products",
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("sku", Text, nullable=False),
+    Column("sku", Text, nullable=False, unique=True),
     Column("name", Text),
     Column("description", Text),
     Column("brand_id", Integer, ForeignKey("brands.id")),
     Column("price_cents", Integer),
-    Column("currency", Text, nullable=False),
-    Column("stock", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
+    Column("currency", Text, nullable=False, server_default="EUR"),
+    Column("stock", Integer, nullable=False, server_default="0"),
+    _stamp("created_at"),
+    _stamp("updated_at"),
     Column("deleted_at", DateTime(timezone=True)),
+    Index("products_change_order", "updated_at", "id"),
 )
 product_categories = Table(
     "product_categories",
     metadata,
-    Column("product_id", BigInteger, ForeignKey("products.id"), primary_key=True),
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True),
     Column("category_id", Integer, ForeignKey("categories.id"), primary_key=True),
+    Index("product_categories_category", "category_id"),
 )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from etl_core.connect import Connections
 from etl_core.errors import ConfigError, EtlError, SourceUnavailable
 from etl_core.lanes import LaneBusy
-from etl_core.lifecycle import Lifecycles, Thresholds, validate
+from etl_core.lifecycle import Lifecycles, cut_over, delete_expired, retire
 from etl_core.planner import CloseEnough
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
@@ -43,6 +43,7 @@ from etl_core.settings import Settings, make_engine, url_from_env
 from etl_core.source import Source
 from etl_core.status import describe_versions
 from etl_core.tracking import Tracking
+from etl_core.validation import Thresholds, validate
 from etl_core.versions import IndexVersion, pick, validate_versions, with_prefix
 
 
@@ -192,12 +193,12 @@ def _run(
     elif cmd == "cut-over":
         (version,) = pick(versions, [args.version])
         with conns.lanes.hold([version]):
-            previous = life.cut_over(version, alias, conns.sink)
+            previous = cut_over(life, version, alias, conns.sink)
         _print({"alias": alias, "index": version.index, "previous": previous})
     elif cmd == "retire":
         (version,) = pick(versions, [args.version])
         with conns.lanes.hold([version]):
-            when = life.retire(version, alias, conns.sink, timedelta(hours=args.grace_hours))
+            when = retire(life, version, alias, conns.sink, timedelta(hours=args.grace_hours))
         _print({"retired": version.key, "index_deleted_after": when.isoformat()})
     elif cmd == "replay":
         chosen = pick(active, args.only)
@@ -216,7 +217,7 @@ def _run(
                 repair=not args.report_only,
                 dead_letters=conns.dead_letters,
             )
-        deleted = [] if args.report_only else life.delete_expired(conns.sink)
+        deleted = [] if args.report_only else delete_expired(life, conns.sink)
         _print(
             {
                 "versions": {

@@ -17,8 +17,7 @@ from etl_core.cursor import Position
 from etl_core.extract import Lag
 from etl_core.lifecycle import Lifecycles, lifecycle_state
 from etl_core.planner import CloseEnough, is_behind
-from etl_core.sink import OpenSearchSink
-from etl_core.stores import PostgresDeadLetterStore
+from etl_core.protocols import Aliases, DeadLetterStore
 from etl_core.versions import IndexVersion, Lifecycle
 
 
@@ -55,8 +54,8 @@ def describe_versions(
     cursors: Mapping[str, Position | None],
     lag: Lag,
     lifecycles: Lifecycles,
-    dead_letters: PostgresDeadLetterStore,
-    sink: OpenSearchSink,
+    dead_letters: DeadLetterStore,
+    sink: Aliases,
     alias: str,
     close: CloseEnough,
 ) -> list[VersionStatus]:

@@ -17,7 +17,8 @@ from dagster import (
     multi_asset_check,
 )
 
-from etl_core.lifecycle import Lifecycles, Thresholds, validate
+from etl_core.lifecycle import Lifecycles
+from etl_core.validation import Thresholds, validate
 from orchestration.cursors import DagsterCursorStore
 from orchestration.spec import SourceSpec
 

@@ -19,7 +19,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from etl_core.lifecycle import LifecycleRefused, Lifecycles
+from etl_core.lifecycle import LifecycleRefused, Lifecycles, cut_over, delete_expired, retire
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
 from orchestration.spec import SourceSpec
@@ -60,7 +60,7 @@ def build_migration_jobs(
         version = spec.version(config.version)
         with spec.connect(context.resources) as conns:
             try:
-                previous = Lifecycles(conns.state).cut_over(version, alias, conns.sink)
+                previous = cut_over(Lifecycles(conns.state), version, alias, conns.sink)
             except LifecycleRefused as exc:
                 raise Failure(str(exc)) from None
         context.log.info(f"alias {alias} now names {version.index} (was {previous})")
@@ -75,8 +75,8 @@ def build_migration_jobs(
         version = spec.version(config.version)
         with spec.connect(context.resources) as conns:
             try:
-                when = Lifecycles(conns.state).retire(
-                    version, alias, conns.sink, timedelta(hours=config.grace_hours)
+                when = retire(
+                    Lifecycles(conns.state), version, alias, conns.sink, timedelta(hours=config.grace_hours)
                 )
             except LifecycleRefused as exc:
                 raise Failure(str(exc)) from None
@@ -128,7 +128,7 @@ def build_migration_jobs(
                     repair=config.repair,
                     dead_letters=conns.dead_letters,
                 )
-            deleted = life.delete_expired(conns.sink)
+            deleted = delete_expired(life, conns.sink)
         for key, d in drifts.items():
             context.log_event(
                 AssetObservation(

@@ -23,9 +23,9 @@ from typing import Any
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from etl_core import IndexVersion, Source, validate_versions
-from etl_core.lifecycle import Thresholds
 from etl_core.planner import CloseEnough
 from etl_core.settings import env_int
+from etl_core.validation import Thresholds
 from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.checks import build_validation_checks

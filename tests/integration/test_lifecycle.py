@@ -9,9 +9,10 @@ import pytest
 
 from catalogue.generate import generate
 from catalogue.versions import V1, V2
-from etl_core.lifecycle import LifecycleRefused, Lifecycles, validate
+from etl_core.lifecycle import LifecycleRefused, Lifecycles, cut_over, delete_expired, retire
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
+from etl_core.validation import validate
 from tests.integration.harness import Harness
 from tests.integration.test_sync import assert_parity, behind_capture, execute
 
@@ -64,9 +65,9 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
         return report
 
     with pytest.raises(LifecycleRefused, match="never been validated"):
-        life.cut_over(v2, alias, h.sink)
+        cut_over(life, v2, alias, h.sink)
     assert check(v1).passed
-    life.cut_over(v1, alias, h.sink)
+    cut_over(life, v1, alias, h.sink)
     assert h.sink.alias_targets(alias) == [v1.index]
 
     doc = h.documents(v2)["42"]
@@ -77,7 +78,7 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
     assert set(failed) == {"documents_match_transform"}
     assert "first keys ['42']" in failed["documents_match_transform"].description
     with pytest.raises(LifecycleRefused, match=r"failed validation.*first keys \['42'\]"):
-        life.cut_over(v2, alias, h.sink)
+        cut_over(life, v2, alias, h.sink)
     assert h.sink.alias_targets(alias) == [v1.index]
 
     reconcile([v2], h.extractor(), h.sink, repair=True, dead_letters=h.dead_letters)
@@ -90,25 +91,25 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
     }
     h.sync([v1, v2])
     assert check(v2).passed
-    assert life.cut_over(v2, alias, h.sink) == [v1.index]
+    assert cut_over(life, v2, alias, h.sink) == [v1.index]
     assert h.sink.alias_targets(alias) == [v2.index]
     hits = h.client.search(index=alias, body={"query": {"ids": {"values": ["3"]}}})["hits"]
     assert hits["hits"][0]["_source"]["price"]["amount"] == 0.01
 
-    life.cut_over(v1, alias, h.sink)  # rollback: v1 is still synced and validated
+    cut_over(life, v1, alias, h.sink)  # rollback: v1 is still synced and validated
     assert h.sink.alias_targets(alias) == [v1.index]
-    life.cut_over(v2, alias, h.sink)
+    cut_over(life, v2, alias, h.sink)
 
     with pytest.raises(LifecycleRefused, match="is live behind alias"):
-        life.retire(v2, alias, h.sink, timedelta(0))
-    life.retire(v1, alias, h.sink, timedelta(hours=1))
+        retire(life, v2, alias, h.sink, timedelta(0))
+    retire(life, v1, alias, h.sink, timedelta(hours=1))
     assert life.retired() == {"v1"}
-    assert life.delete_expired(h.sink) == []  # still in its grace period
+    assert delete_expired(life, h.sink) == []  # still in its grace period
     with pytest.raises(LifecycleRefused, match="retired"):
-        life.cut_over(v1, alias, h.sink)
+        cut_over(life, v1, alias, h.sink)
     with h.state.engine.begin() as conn:
         conn.execute(h.state.retirements.update().values(delete_after=h.state.retirements.c.retired_at))
-    assert life.delete_expired(h.sink) == [v1.index]
+    assert delete_expired(life, h.sink) == [v1.index]
     assert not h.client.indices.exists(index=v1.index)
 
 

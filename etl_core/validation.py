@@ -1,0 +1,113 @@
+"""Validation: the four checks that gate a cut-over, from one streamed comparison of every
+document with the version's transform of the source.
+
+The report is plain data; :class:`etl_core.lifecycle.Lifecycles` records it, and the cut-over
+reads the latest one back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from etl_core.extract import Extractor
+from etl_core.logs import event
+from etl_core.protocols import CursorStore, DeadLetterStore, SearchIndex
+from etl_core.reconcile import reconcile
+from etl_core.settings import env_int
+from etl_core.versions import IndexVersion
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    max_dead_letters: int = 0
+    max_lag_rows: int = 0
+    max_lag_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Thresholds:
+        """``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (default 0, 0, 300)."""
+        return cls(
+            max_dead_letters=env_int(env, "ETL_MAX_DEAD_LETTERS", 0, minimum=0),
+            max_lag_rows=env_int(env, "ETL_MAX_LAG_ROWS", 0, minimum=0),
+            max_lag_seconds=float(env_int(env, "ETL_MAX_LAG_S", 300, minimum=0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    version: str
+    checks: tuple[CheckOutcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> str:
+        return "; ".join(f"{c.name}: {c.description}" for c in self.checks if not c.passed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def validate(
+    version: IndexVersion[R],
+    *,
+    extractor: Extractor[R],
+    sink: SearchIndex,
+    dead_letters: DeadLetterStore,
+    cursors: CursorStore,
+    thresholds: Thresholds = Thresholds(),
+) -> ValidationReport:
+    """The four checks that gate a cut-over, from one streamed comparison of every document."""
+    drift = reconcile([version], extractor, sink, repair=False, dead_letters=dead_letters)[version.key]
+    letters = dead_letters.count_open(version.key)
+    cursor = cursors.load([version.key])[version.key]
+    lag = extractor.lag({version.key: cursor})
+    rows_behind = lag.rows_behind[version.key]
+    seconds_behind = lag.seconds_behind(version.key)
+    checks = (
+        CheckOutcome(
+            "doc_count_matches_source",
+            drift.count_matches,
+            f"{drift.indexed} documents, source selects {drift.expected}"
+            + (f" (and {drift.dead_lettered} dead-lettered rows)" if drift.dead_lettered else ""),
+            {"documents": drift.indexed, "source_rows": drift.expected, "dead_lettered": drift.dead_lettered},
+        ),
+        CheckOutcome(
+            "documents_match_transform",
+            drift.ok,
+            drift.describe(),
+            {**drift.counts, "examples": drift.examples},
+        ),
+        CheckOutcome(
+            "dead_letters_within_threshold",
+            letters <= thresholds.max_dead_letters,
+            f"{letters} open dead letters (threshold {thresholds.max_dead_letters})",
+            {"open_dead_letters": letters},
+        ),
+        CheckOutcome(
+            "lag_within_threshold",
+            rows_behind <= thresholds.max_lag_rows and seconds_behind <= thresholds.max_lag_seconds,
+            f"{rows_behind} rows and {seconds_behind:.1f} s behind the source "
+            f"(thresholds {thresholds.max_lag_rows} rows, {thresholds.max_lag_seconds:.0f} s)",
+            {
+                "lag_rows": rows_behind,
+                "lag_seconds": -1.0 if seconds_behind == float("inf") else seconds_behind,
+            },
+        ),
+    )
+    report = ValidationReport(version.key, checks)
+    event("validated", version=version.key, passed=report.passed, failures=report.failures())
+    return report
