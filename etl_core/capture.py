@@ -41,13 +41,16 @@ def bound_statement() -> Select[Any, Any]:
 
 
 def backfill_statement(
-    src: Subquery, fields: tuple[str, ...], key: str, after: Key | None, limit: int
+    src: Subquery, fields: tuple[str, ...], key: str, after: Key | None, limit: int, until: Key | None = None
 ) -> Select[Any]:
-    """A keyset page of the source by key, with the statement's xmin as its first column."""
+    """A keyset page of the source by key (up to ``until``, inclusive, for a shard), with the
+    statement's xmin as its first column."""
     xmin = select(XMIN).scalar_subquery()
     stmt = select(xmin.label("etl_xmin"), *(src.c[f] for f in fields))
     if after is not None:
         stmt = stmt.where(src.c[key] > after)
+    if until is not None:
+        stmt = stmt.where(src.c[key] <= until)
     return stmt.order_by(src.c[key]).limit(limit)
 
 

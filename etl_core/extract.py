@@ -228,6 +228,10 @@ class Extractor(Generic[R]):
     def count(self) -> int:
         return int(self._run("count", self.source.count_statement())[0][0])
 
+    def scalar(self, what: str, stmt: Any) -> Any:
+        """One value of one statement, with the extractor's retries (e.g. shard boundaries)."""
+        return self._run(what, stmt)[0][0]
+
     def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]:
         """Raw row pages in change order, strictly after ``after`` and strictly below ``below``."""
         self.drained = False
@@ -245,11 +249,22 @@ class Extractor(Generic[R]):
         self.drained = True
 
     def capture_pages(
-        self, after: LogCursor | None, bound: int, follow_from: LogCursor | None = None, *, log: bool = True
+        self,
+        after: LogCursor | None,
+        bound: int,
+        follow_from: LogCursor | None = None,
+        *,
+        log: bool = True,
+        until: Any = None,
+        hand_over: bool = True,
     ) -> Iterator[RawPage]:
         """Pages of a source with change capture: a backfill by key from ``after`` (when it is a
         backfill position, or None) that hands over to the log at ``bound``; then the log, from
-        the hand-over or ``follow_from`` (a lane's slowest follower), whichever is earlier."""
+        the hand-over or ``follow_from`` (a lane's slowest follower), whichever is earlier.
+
+        A shard of a sharded backfill walks keys up to ``until`` (inclusive; None for the last
+        range) with ``hand_over=False``: it stops at the end of its range, and the plan hands
+        over once every shard is done."""
         self.drained = False
         tracking = self.source.tracking
         assert tracking is not None
@@ -258,7 +273,7 @@ class Extractor(Generic[R]):
         if position is None or position.backfilling:
             last_key = None if position is None else position.major
             while True:
-                stmt = backfill_statement(src, fields, key, last_key, self.page_size)
+                stmt = backfill_statement(src, fields, key, last_key, self.page_size, until)
                 rows = self._run("backfill page", stmt)
                 if rows:
                     self.rows += len(rows)
@@ -266,12 +281,15 @@ class Extractor(Generic[R]):
                     yield RawPage("backfill", rows, LogCursor.backfill(last_key, bound), bound)
                 if len(rows) < self.page_size:
                     break
-            hand_over = LogCursor.log(bound, 0)
-            yield RawPage("hand_over", (), hand_over, bound)
+            if not hand_over:
+                self.drained = True
+                return
+            handed = LogCursor.log(bound, 0)
+            yield RawPage("hand_over", (), handed, bound)
             if not log:
                 self.drained = True
                 return
-            position = hand_over if follow_from is None else min(hand_over, follow_from)
+            position = handed if follow_from is None else min(handed, follow_from)
         while True:
             stmt = log_page_statement(src, fields, key, tracking, position, self.page_size)
             rows = self._run("log page", stmt)

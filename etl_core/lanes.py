@@ -41,8 +41,17 @@ class PostgresLaneLock:
         self.state = state
 
     @contextmanager
-    def hold(self, versions: Sequence[IndexVersion[Any]]) -> Iterator[None]:
-        """All the versions' locks, or :class:`LaneBusy` naming the version and the holder."""
+    def hold(self, versions: Sequence[IndexVersion[Any]], *, shared: bool = False) -> Iterator[None]:
+        """All the versions' locks, or :class:`LaneBusy` naming the version and the holder.
+
+        ``shared``: the shards of one sharded backfill write disjoint keys of the same versions,
+        so they hold the locks together; any sync, follower or command holding them exclusively
+        waits them all out (and they it)."""
+        take, release = (
+            (func.pg_try_advisory_lock_shared, func.pg_advisory_unlock_shared)
+            if shared
+            else (func.pg_try_advisory_lock, func.pg_advisory_unlock)
+        )
         keys = sorted({(f"{self.state.schema}:{v.index}", v.key) for v in versions})
         conn = self.state.call(
             "taking the lane lock",
@@ -53,7 +62,7 @@ class PostgresLaneLock:
             for key, version in keys:
                 lock = (func.hashtext(_NAMESPACE), func.hashtext(key))
                 try:
-                    got = conn.execute(select(func.pg_try_advisory_lock(*lock))).scalar_one()
+                    got = conn.execute(select(take(*lock))).scalar_one()
                     holder = None if got else conn.execute(_HOLDER, {"ns": _NAMESPACE, "key": key}).scalar()
                 except DBAPIError as exc:
                     raise StateUnavailable(
@@ -71,9 +80,7 @@ class PostgresLaneLock:
         finally:
             try:
                 for key in taken:
-                    conn.execute(
-                        select(func.pg_advisory_unlock(func.hashtext(_NAMESPACE), func.hashtext(key)))
-                    )
+                    conn.execute(select(release(func.hashtext(_NAMESPACE), func.hashtext(key))))
             except DBAPIError:
                 # the lock's connection was cut (a restart, a terminated backend): PostgreSQL
                 # released the locks with the session; nothing is left to unlock

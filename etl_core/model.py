@@ -114,3 +114,20 @@ class PageProgress:
     rows: int
     last: Position
     versions: Mapping[str, VersionProgress]
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One key range of a sharded backfill: keys above ``after`` up to ``until`` (inclusive;
+    None: open-ended), walked below the plan's ``bound`` (a snapshot's xmin, taken once for all
+    shards, which is also where the versions hand over to the change log)."""
+
+    number: int
+    count: int
+    after: Any
+    until: Any
+    bound: int
+
+    def key(self, version: str) -> str:
+        """Where this shard's progress for a version is kept in the cursor store."""
+        return f"{version}~shard{self.number}of{self.count}@{self.bound}"

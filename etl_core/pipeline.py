@@ -18,7 +18,7 @@ from etl_core.cursor import Cursor, LogCursor, Position, lowest, merge
 from etl_core.extract import Extractor, normalise, normalise_capture
 from etl_core.load import load, park_dead_letters, resolve_dead_letters
 from etl_core.logs import event
-from etl_core.model import Page, PageProgress
+from etl_core.model import Page, PageProgress, Shard
 from etl_core.prefetch import prefetch
 from etl_core.progress import advance, checkpoint
 from etl_core.protocols import CursorStore, DeadLetterStore, Sink, Stage
@@ -133,6 +133,7 @@ def sync(
     on_page: Callable[[PageProgress], None] | None = None,
     prefetch_pages: int = 2,
     exclusive: bool = False,
+    shard: Shard | None = None,
 ) -> SyncResult:
     """Bring every version of the lane up to the source's high watermark with one extraction.
 
@@ -144,6 +145,9 @@ def sync(
     other writer can race this one, and deletes of documents the index does not hold are not
     sent. Without it every delete is sent: a versioned delete leaves a tombstone that refuses an
     older write still in flight from another sync.
+
+    ``shard``: walk one key range of a sharded backfill (:mod:`etl_core.shards`) below the plan's
+    bound; ``cursors`` then keep the shard's own progress, and the walk ends without a hand-over.
     """
     began = time.perf_counter()
     source = extractor.source
@@ -163,7 +167,16 @@ def sync(
     )
     read: Callable[[Iterator[Any]], Iterator[Page[R]]]
     raw_pages: Iterable[Any]
-    if source.captured:
+    if shard is not None:
+        read = partial(normalise_capture, source)
+        begun = start if isinstance(start, LogCursor) else None
+        first = LogCursor.backfill(shard.after, shard.bound) if shard.after is not None else None
+        raw_pages = (
+            iter(())  # this shard is done (it handed over): nothing to walk
+            if begun is not None and not begun.backfilling
+            else extractor.capture_pages(begun or first, shard.bound, until=shard.until, hand_over=False)
+        )
+    elif source.captured:
         assert isinstance(watermark.below, int)
         read = partial(normalise_capture, source)
         raw_pages = extractor.capture_pages(*capture_start(starts, watermark.below))
@@ -209,7 +222,13 @@ def sync(
         or result.pages < max_pages
         or (not source.captured and last_rows < extractor.page_size)
     )
-    if result.caught_up:
+    if shard is not None:
+        if result.caught_up:  # the shard's range is walked: mark it done, at the plan's hand-over
+            done = LogCursor.log(shard.bound, 0)
+            cursors.save({v.key: done for v in versions})
+            for totals in result.versions.values():
+                totals.cursor = done
+    elif result.caught_up:
         for version in versions:
             sink.finish_backfill(version)
     result.rows_read = extractor.rows - rows_before
