@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, ExecutorDefinition, define_asset_job
 
 from etl_core import IndexVersion, Source, validate_versions
 from etl_core.planner import CloseEnough
@@ -28,6 +28,7 @@ from etl_core.settings import env_int
 from etl_core.validation import Thresholds
 from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
+from orchestration.backfill import build_backfill_job
 from orchestration.checks import build_validation_checks
 from orchestration.migration import build_migration_jobs
 from orchestration.naming import Names
@@ -62,6 +63,7 @@ def build_definitions(
     cron: str | None = None,
     automation: bool | None = None,
     thresholds: Thresholds | None = None,
+    backfill_executor: ExecutorDefinition | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
@@ -77,6 +79,10 @@ def build_definitions(
     (validation thresholds, default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``);
     ``ETL_FOLLOW_S`` (follow mode, sources with change capture: each scheduled live-lane run
     follows the source for this many seconds; 0, the default, syncs once per tick).
+
+    ``backfill_executor`` runs the shards of the ``<source>_backfill`` job (sources with change
+    capture): Dagster's multiprocess executor by default; ``dagster_celery.celery_executor`` or
+    ``dagster_k8s.k8s_job_executor`` spread them over machines.
     """
     names = Names(source.name)
     prefix = os.environ.get("ETL_INDEX_PREFIX", "") if index_prefix is None else index_prefix
@@ -114,7 +120,11 @@ def build_definitions(
         selection=AssetSelection.assets(index).without_checks(),
         description=f"Sync a contiguous range of `{source.name}` index versions in one lane.",
     )
-    tracking_jobs = [build_tracking_job(spec)] if source.tracking is not None else []
+    tracking_jobs = (
+        [build_tracking_job(spec), build_backfill_job(spec, backfill_executor)]
+        if source.tracking is not None
+        else []
+    )
     return Definitions(
         assets=[source_asset, index],
         asset_checks=[checks],
