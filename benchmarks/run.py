@@ -41,15 +41,15 @@ def log(message: str) -> None:
     print(f"# {message}", file=sys.stderr, flush=True)
 
 
-def prepare_database(settings: Settings, rows: int, seed: int) -> Settings:
-    """A dedicated database ``bench`` holding exactly ``rows`` generated products (kept between
-    runs with the same size, so repeated benchmarks skip the data load)."""
+def prepare_database(settings: Settings, rows: int, seed: int, database: str = "bench") -> Settings:
+    """A dedicated database holding exactly ``rows`` generated products (kept between runs with
+    the same size, so repeated benchmarks skip the data load)."""
     admin = make_engine(settings.source_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = 'bench'")).first():
-            conn.execute(text("CREATE DATABASE bench"))
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).first():
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
     admin.dispose()
-    url = settings.source_url.set(database="bench")
+    url = settings.source_url.set(database=database)
     engine = make_engine(url)
     create_schema(engine)
     with engine.connect() as conn:

@@ -167,6 +167,9 @@ class StateSchema:
 
         def create() -> None:
             with self.engine.begin() as conn:
+                # concurrent first creations (the shards of a backfill, starting together) would
+                # race in the catalogue ("duplicate key … pg_namespace"): one at a time
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"etl_state:{self.schema}"))))
                 conn.execute(CreateSchema(self.schema, if_not_exists=True))
                 self.meta.create_all(conn, checkfirst=True)
 
