@@ -7,7 +7,8 @@ schema; ``parity_ok`` compares every document with the version's transform of it
 "null sink" runs build and serialise every document of K shards in K processes but send nothing:
 how the Python side scales with K where a 2-core node cannot. The last line is one JSON object.
 
-Celery (K = 2 on two workers) is not measured yet: that executor is not wired here.
+The celery run sends the same job's steps to two ``dagster-celery`` workers (one step at a
+time each) through the local Redis (``scripts/services.sh up`` starts it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -52,15 +55,84 @@ def version(tag: str) -> Any:
 
 def bench_backfill_job() -> JobDefinition:
     """The job each step process rebuilds from the environment (reconstructable)."""
+    return _job(celery=False)
+
+
+def bench_backfill_job_celery() -> JobDefinition:
+    """The same on the celery executor (a pointer of its own: Dagster caches what one loads)."""
+    return _job(celery=True)
+
+
+def _job(*, celery: bool) -> JobDefinition:
     engine = SyncEngine(
         source_database_url=os.environ["BENCH_SHARDS_SOURCE_URL"],
         opensearch_url=os.environ["OPENSEARCH_URL"],
         etl_state_schema=os.environ["BENCH_SHARDS_SCHEMA"],
     )
+    executor = None
+    if celery:
+        from dagster_celery import celery_executor
+
+        executor = celery_executor
     defs = build_definitions(
-        CATALOGUE, [version(os.environ["BENCH_SHARDS_TAG"])], sync_engine=engine, automation=False
+        CATALOGUE,
+        [version(os.environ["BENCH_SHARDS_TAG"])],
+        sync_engine=engine,
+        automation=False,
+        backfill_executor=executor,
     )
     return defs.resolve_job_def("catalogue_backfill")
+
+
+class CeleryWorkers:
+    """Two ``dagster-celery`` workers, one step at a time each, for as long as the block runs."""
+
+    def __init__(self, broker: str, home: Path) -> None:
+        self.config = {"broker": broker, "backend": broker}
+        self.home = home
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> CeleryWorkers:
+        path = self.home / "celery.yaml"
+        path.write_text(orjson.dumps({"execution": {"config": self.config}}).decode())
+        env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+        for i in (1, 2):
+            self.workers.append(
+                subprocess.Popen(
+                    [
+                        str(ROOT / ".venv" / "bin" / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(path),
+                        "-n",
+                        f"bench-{i}-{uuid.uuid4().hex[:6]}",
+                        "--",
+                        "--concurrency=1",
+                        "--prefetch-multiplier=1",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=(self.home / f"worker{i}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        logs = [self.home / f"worker{i}.log" for i in (1, 2)]
+        for _ in range(600):
+            if all("ready." in p.read_text() for p in logs):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"celery workers did not start; see {logs}")
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGTERM)
+        for w in self.workers:
+            w.wait(timeout=60)
 
 
 class RssSampler:
@@ -186,16 +258,28 @@ def dagster_home(settings: Settings) -> Path:
     return home
 
 
-def run_k(instance: DagsterInstance, settings: Settings, k: int, rows: int) -> dict[str, Any]:
-    tag, schema = f"k{k}-{uuid.uuid4().hex[:6]}", f"etl_bench_{uuid.uuid4().hex[:8]}"
-    os.environ.update({"BENCH_SHARDS_TAG": tag, "BENCH_SHARDS_SCHEMA": schema})
+def fresh_names(label: str) -> None:
+    """A new index and state schema for the next run, in the environment the steps read."""
+    os.environ["BENCH_SHARDS_TAG"] = f"{label}-{uuid.uuid4().hex[:6]}"
+    os.environ["BENCH_SHARDS_SCHEMA"] = f"etl_bench_{uuid.uuid4().hex[:8]}"
+
+
+def run_k(
+    instance: DagsterInstance, settings: Settings, k: int, rows: int, celery: dict[str, str] | None = None
+) -> dict[str, Any]:
+    tag, schema = os.environ["BENCH_SHARDS_TAG"], os.environ["BENCH_SHARDS_SCHEMA"]
+    run_config: dict[str, Any] = {
+        "ops": {"catalogue_plan_shards": {"config": {"versions": ["v1"], "shards": k}}}
+    }
+    if celery is not None:
+        run_config["execution"] = {"config": celery}
     began = time.perf_counter()
     with (
         RssSampler() as rss,
         execute_job(
-            reconstructable(bench_backfill_job),
+            reconstructable(bench_backfill_job_celery if celery else bench_backfill_job),
             instance=instance,
-            run_config={"ops": {"catalogue_plan_shards": {"config": {"versions": ["v1"], "shards": k}}}},
+            run_config=run_config,
         ) as result,
     ):
         ok = result.success
@@ -209,7 +293,7 @@ def run_k(instance: DagsterInstance, settings: Settings, k: int, rows: int) -> d
     finally:
         conns.close()
     return {
-        "executor": "multiprocess",
+        "executor": "celery" if celery is not None else "multiprocess",
         "k": k,
         "wall_s": round(wall, 2),
         "docs_per_s": round(rows / wall),
@@ -222,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--ks", default="1,2,4", help="shard counts to measure")
+    parser.add_argument("--ks", default="1,2,4", help="shard counts to measure (multiprocess)")
+    parser.add_argument("--no-celery", dest="celery", action="store_false", help="skip the celery run")
     args = parser.parse_args(argv)
     settings = prepare_database(Settings.from_env(), args.rows, args.seed, DATABASE)
     os.environ["BENCH_SHARDS_SOURCE_URL"] = settings.source_url.render_as_string(hide_password=False)
@@ -232,8 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with DagsterInstance.get() as instance:
             for k in (int(x) for x in args.ks.split(",")):
                 log(f"multiprocess executor, k={k}")
+                fresh_names(f"k{k}")
                 run = run_k(instance, settings, k, args.rows)
                 run["null_sink_docs_per_s"] = round(null_sink(settings, k))
+                log(str(run))
+                runs.append(run)
+            if args.celery:
+                log("celery executor, two workers, k=2")
+                broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+                fresh_names("celery2")  # before the workers start: they rebuild the job from it
+                with CeleryWorkers(broker, home) as workers:
+                    run = run_k(instance, settings, 2, args.rows, workers.config)
+                run["null_sink_docs_per_s"] = next(r["null_sink_docs_per_s"] for r in runs if r["k"] == 2)
                 log(str(run))
                 runs.append(run)
     finally:
@@ -243,11 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": args.rows,
         "cores": os.cpu_count(),
         "shards": runs,
-        "speedup_vs_k1": {str(r["k"]): round(r["docs_per_s"] / base, 2) for r in runs},
+        "speedup_vs_k1": {f"{r['executor']}-{r['k']}": round(r["docs_per_s"] / base, 2) for r in runs},
         "null_sink_speedup_vs_k1": {
-            str(r["k"]): round(r["null_sink_docs_per_s"] / runs[0]["null_sink_docs_per_s"], 2) for r in runs
+            str(r["k"]): round(r["null_sink_docs_per_s"] / runs[0]["null_sink_docs_per_s"], 2)
+            for r in runs
+            if r["executor"] == "multiprocess"
         },
-        "celery": "not measured: the celery executor is not wired yet",
     }
     print(orjson.dumps(summary).decode())
     return 0

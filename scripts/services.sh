@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local PostgreSQL 15 + OpenSearch for development, tests and CI.
+# Local PostgreSQL 15 + OpenSearch (+ Redis, the celery broker) for development, tests and CI.
 #
 #   scripts/services.sh up       install what is missing, start both, wait until healthy
 #   scripts/services.sh status   exit 0 only if both answer
@@ -28,6 +28,7 @@ PG_PORT="${PG_PORT:-5432}"
 OS_PORT="${OS_PORT:-9200}"
 OS_VERSION="${OPENSEARCH_VERSION:-${OS_VERSION:-3.3.2}}"
 OS_HEAP="${OS_HEAP:-1g}"
+REDIS_PORT="${REDIS_PORT:-6379}"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_DATA="$DIR/pg/data"
 OS_HOME="$DIR/opensearch/opensearch-$OS_VERSION"
@@ -66,6 +67,7 @@ ensure_packages() {
   command -v mvn >/dev/null || missing+=(maven)
   command -v unzip >/dev/null || missing+=(unzip)
   command -v curl >/dev/null || missing+=(curl)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -245,12 +247,30 @@ os_up() {
   fi
 }
 
+# Redis, the broker of Dagster's celery executor (a sharded backfill spread over workers).
+# No persistence: a broker restart loses queued steps, and Dagster re-executes from failure.
+redis_up() {
+  mkdir -p "$DIR/redis"
+  chown "$SERVICES_USER" "$DIR/redis" 2>/dev/null || true
+  if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    log "starting Redis on 127.0.0.1:$REDIS_PORT"
+    as_user redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DIR/redis" --daemonize yes \
+      --pidfile "$DIR/redis/pid" --logfile "$DIR/redis/redis.log" --save "" --appendonly no
+    for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+}
+
+redis_down() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 && log "Redis stopped" || true
+}
+
 status() {
   local ok=0
   # shellcheck disable=SC1090
   [ -f "$ENV_FILE" ] && . "$ENV_FILE"
   if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then log "PostgreSQL up on 127.0.0.1:$PG_PORT"; else log "PostgreSQL down"; ok=1; fi
   if os_healthy; then log "OpenSearch $(os_answering) up on 127.0.0.1:$OS_PORT"; else log "OpenSearch down"; ok=1; fi
+  if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then log "Redis up on 127.0.0.1:$REDIS_PORT"; else log "Redis down"; ok=1; fi
   return $ok
 }
 
@@ -284,10 +304,11 @@ down() {
     home="${home%/}"
     OS_VERSION="${home##*/opensearch-}" OS_HOME="$home" OS_PID="$DIR/opensearch/pid-${home##*/opensearch-}" os_down
   done
+  redis_down
 }
 
 case "${1:-}" in
-  up) ensure_user; ensure_packages; ensure_env_file; chmod 755 "$DIR"; pg_up; os_up; status ;;
+  up) ensure_user; ensure_packages; ensure_env_file; chmod 755 "$DIR"; pg_up; os_up; redis_up; status ;;
   status) status ;;
   down) down ;;
   # for fault-injection tests: OpenSearch alone

@@ -27,3 +27,23 @@ def catalogue_backfill() -> JobDefinition:
     )
     defs = build_definitions(CATALOGUE, versions, sync_engine=engine, automation=False)
     return defs.resolve_job_def("catalogue_backfill")
+
+
+def catalogue_backfill_celery() -> JobDefinition:
+    """The same job with its steps sent to celery workers (``dagster-celery``, Redis as broker)."""
+    from dagster_celery import celery_executor
+
+    prefix = os.environ["BACKFILL_TEST_PREFIX"]
+    wanted = os.environ["BACKFILL_TEST_VERSIONS"].split(",")
+    versions = [
+        dataclasses.replace(v, index=f"{prefix}_{v.key}_{v.index}") for v in VERSIONS if v.key in wanted
+    ]
+    engine = SyncEngine(
+        source_database_url=os.environ["BACKFILL_TEST_SOURCE_URL"],
+        opensearch_url=os.environ["OPENSEARCH_URL"],
+        etl_page_size="100",
+    )
+    defs = build_definitions(
+        CATALOGUE, versions, sync_engine=engine, automation=False, backfill_executor=celery_executor
+    )
+    return defs.resolve_job_def("catalogue_backfill")
