@@ -75,7 +75,8 @@ def trim_log(
     log only loses the trimming: a warning, not a failed sync."""
     if extractor.source.tracking is None:
         return
-    active = [v.key for v in versions if v.key not in Lifecycles(conns.state).retired()]
+    retired = Lifecycles(conns.state).retired()  # once, not once per version
+    active = [v.key for v in versions if v.key not in retired]
     cursors = read_cursors(context.instance, context.asset_key, active, conns.cursors)
     try:
         deleted = extractor.trim(list(cursors.values()))

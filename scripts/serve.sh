@@ -2,6 +2,8 @@
 # Dagster as two long-running services, the way production runs it (`dagster dev` is for a laptop):
 #   scripts/serve.sh webserver   the UI and its GraphQL API (HOST, PORT; default 127.0.0.1:3000)
 #   scripts/serve.sh daemon      schedules, sensors and the run queue
+#   scripts/serve.sh celery-worker   a worker of the celery executor (one step at a time; the
+#                                    broker from CELERY_BROKER_URL, default the local Redis)
 # Both need DAGSTER_HOME (a directory holding dagster.yaml) and the variables of the README's
 # Configuration table. deploy/systemd/ has units that call this; tests/ui starts both this way.
 set -euo pipefail
@@ -15,5 +17,12 @@ fi
 case "${1:-}" in
   webserver) exec .venv/bin/dagster-webserver -w workspace.yaml -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}" ;;
   daemon) exec .venv/bin/dagster-daemon run -w workspace.yaml ;;
-  *) echo "usage: scripts/serve.sh webserver|daemon" >&2; exit 2 ;;
+  celery-worker)
+    broker="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}"
+    config="$DAGSTER_HOME/celery-worker.yaml"  # the executor's config block; JSON is YAML
+    printf '{"execution": {"config": {"broker": "%s", "backend": "%s"}}}\n' "$broker" "$broker" >"$config"
+    export PATH="$ROOT/.venv/bin:$PATH"  # dagster-celery starts `celery`
+    exec dagster-celery worker start -A dagster_celery.app -y "$config" \
+      -n "${WORKER_NAME:-etl-$(hostname)-$$}" -- --concurrency=1 --prefetch-multiplier=1 ;;
+  *) echo "usage: scripts/serve.sh webserver|daemon|celery-worker" >&2; exit 2 ;;
 esac

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, execute_job, reconstructable
 from sqlalchemy import text
 
+from benchmarks.shards import CeleryWorkers
 from catalogue.generate import generate
 from catalogue.versions import V1, V3
 from etl_core.cursor import LogCursor
-from tests.conftest import ROOT
 from tests.integration.test_sync import assert_parity
 from tests.orchestration.backfill_job import catalogue_backfill, catalogue_backfill_celery
 from tests.orchestration.conftest import Project
@@ -96,55 +91,8 @@ def celery_workers(
     monkeypatch.setenv("BACKFILL_TEST_VERSIONS", "v1")
     monkeypatch.setenv("BACKFILL_TEST_SOURCE_URL", h.source_engine.url.render_as_string(hide_password=False))
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-    config = {"broker": broker, "backend": broker}
-    path = tmp_path / "celery.yaml"
-    path.write_text(orjson.dumps({"execution": {"config": config}}).decode())  # JSON is YAML
-    workers = [
-        subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "dagster-celery"),
-                "worker",
-                "start",
-                "-A",
-                "dagster_celery.app",
-                "-y",
-                str(path),
-                "-n",
-                f"etl-test-{i}-{uuid.uuid4().hex[:6]}",
-                "--",
-                "--concurrency=1",
-                "--prefetch-multiplier=1",
-            ],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-            },  # it runs `celery`
-            start_new_session=True,
-            stdout=(tmp_path / f"worker{i}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for i in (1, 2)
-    ]
-    try:
-        logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-        for _ in range(600):  # until both say they are ready (celery's own "ready." line)
-            assert all(w.poll() is None for w in workers), [p.read_text()[-2000:] for p in logs]
-            if all("ready." in p.read_text() for p in logs):
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"the celery workers did not come up; see {logs}")
-        yield config
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                os.killpg(w.pid, signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(w.pid, signal.SIGKILL)
+    with CeleryWorkers(broker, tmp_path) as workers:
+        yield workers.config
 
 
 def test_the_backfill_runs_its_shards_on_two_celery_workers(
