@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
-from etl_core.model import Action, DeadLetter, RoutedPage, VersionBatch
+from etl_core.model import Action, Change, DeadLetter, RoutedPage, VersionBatch
 from etl_core.protocols import DeadLetterStore, Sink
 from etl_core.route import changed_at
 
@@ -56,11 +56,13 @@ def load(
                     _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
             actions = [a for b in routed.batches.values() for a in b.actions]
             if actions:
-                by_key = {str(c.key): c for c in routed.page.changes}
+                by_key: dict[str, Change[R]] = {}  # built at the page's first failure only
                 for outcome in sink.write(actions):
                     batch = routed.batches[outcome.action.version]
                     status = outcome.status
                     if status == "failed":
+                        if not by_key:
+                            by_key = {str(c.key): c for c in routed.page.changes}
                         change = by_key[outcome.action.id]
                         batch.dead_letters.append(
                             DeadLetter(

@@ -49,7 +49,7 @@ class Action(NamedTuple):
     op: Literal["index", "delete"]
     id: str
     external_version: int | None
-    body: str | None
+    body: bytes | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def serialise(document: Mapping[str, Any]) -> str:
-    return orjson.dumps(document, default=_json_default).decode()
+def serialise(document: Mapping[str, Any]) -> bytes:
+    """The document as the JSON bytes a ``_bulk`` body carries (no str round trip)."""
+    return orjson.dumps(document, default=_json_default)
 
 
 def changed_at(change: Change[Any]) -> datetime | None:
