@@ -2,7 +2,7 @@
 
 Why: change capture promises that a commit is searchable within about a second, that an idle
 follower leaves the source alone, that the triggers cost little, and that a parent change
-rewrites no root row (DESIGN.md, "Change capture"). This measures all four on the real services.
+rewrites no root row (issue 9: change capture a team can adopt). This measures all four on the real services.
 
 How, in one process, on a database and an index prefix of its own (both removed at the end):
 
@@ -65,7 +65,6 @@ from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink, make_client
 
 PREFIX = "bench-fresh-"
-# The demo's old hand-written triggers that rewrote product rows (tests/integration/test_capture.py).
 RENAMED_BRAND = 1
 MOVE_TO_BRAND_ONE_IN = 10  # one product in ten joins brand 1 before the first sync
 PROBE_INTERVAL_S = 0.02

@@ -136,7 +136,8 @@ catalogue_select = select(
 
 # Change capture for the same documents: which rows of which table change which products.
 # A brand's rows reach products through products.brand_id; a category's through the link table;
-# a link row names its product itself. `python -m etl_core.tracking plan` prints the DDL.
+# a link row names its product itself. The DDL it generates:
+# `python -m etl_core --source catalogue.source:CATALOGUE tracking plan` (deploy/catalogue-tracking.sql).
 TRACKING = Tracking(
     "catalogue",
     products,

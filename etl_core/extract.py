@@ -25,7 +25,7 @@ from etl_core.capture import (
     trim_statement,
 )
 from etl_core.cursor import Cursor, LogCursor, Position, external_version
-from etl_core.errors import SourceRefused, SourceUnavailable
+from etl_core.errors import ConfigError, SourceRefused, SourceUnavailable
 from etl_core.logs import event
 from etl_core.model import Change, Page
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
@@ -113,6 +113,15 @@ class Extractor(Generic[R]):
             row = self._run("bound", bound_statement())[0]
         else:
             row = self._run("watermark", WATERMARK_SQL, {"lag": self.safety_lag_s})[0]
+            if not row[2]:
+                raise ConfigError(
+                    f"source {self.source.name!r} orders changes by the column "
+                    f"{self.source.changed!r}, whose safe bound reads every session's transaction "
+                    "start in pg_stat_activity; this role sees only its own, so a transaction of "
+                    "another role could commit behind the cursor and be lost. GRANT "
+                    "pg_read_all_stats TO the sync role, or declare tracking=Tracking(...) "
+                    "(change capture needs no such privilege)"
+                )
         return Watermark(below=row[0], now=row[1])
 
     def lag(self, cursors: Mapping[str, Position | None]) -> Lag:
@@ -180,6 +189,11 @@ class Extractor(Generic[R]):
                 once, retry_on=transient_db_error, backoff=self.backoff, log_as="source_retry", what="trim"
             )
         except DBAPIError as exc:
+            if transient_db_error(exc):
+                raise SourceUnavailable(
+                    f"PostgreSQL did not answer while trimming the change log of {self.source.name!r} "
+                    f"after {self.backoff.attempts} attempts; nothing was lost (the log is only longer)"
+                ) from None
             raise SourceRefused(
                 f"the change log of source {self.source.name!r} could not be trimmed: {_first_line(exc)}. "
                 "The sync role needs DELETE on it (GRANT DELETE ON <state schema>.<source>_changes)"

@@ -28,9 +28,13 @@ R = TypeVar("R")
 # In-flight transactions stamp rows with their *start* time (``now()``), so nothing that is still
 # running can commit below the oldest running transaction's start. Our own session is excluded,
 # and so are sessions of other databases: they cannot write this source's tables.
+# The third column says whether this role sees every session there: without pg_read_all_stats (or
+# superuser) other roles' transactions show no xact_start, and the watermark would pass them.
 WATERMARK_SQL = text(
     """
-    SELECT least(now(), min(xact_start)) - make_interval(secs => :lag) AS watermark, now() AS now
+    SELECT least(now(), min(xact_start)) - make_interval(secs => :lag) AS watermark, now() AS now,
+           pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
+             OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS sees_all
     FROM pg_stat_activity
     WHERE datname = current_database()
       AND pid <> pg_backend_pid()

@@ -1,4 +1,4 @@
-"""The engine on real services: PostgreSQL 15 and OpenSearch 2.19, compared document by document."""
+"""The engine on real services (PostgreSQL 15, OpenSearch 3.3 or 2.19), compared document by document."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import math
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from catalogue.generate import generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2, V3
 from etl_core import OpenSearchSink, SinkUnavailable, make_client
+from etl_core.errors import ConfigError
 from etl_core.extract import Extractor, Watermark, normalise_capture
 from etl_core.load import load
 from etl_core.route import route
+from etl_core.settings import make_engine
 from tests.integration.harness import FAST_BACKOFF, Harness
 
 pytestmark = pytest.mark.integration
@@ -202,6 +204,40 @@ def test_a_transaction_committing_below_the_cursor_is_picked_up_next_time(by_col
     assert h.documents(safe)["20"]["name"] == "early writer"
     assert h.documents(naive)["10"]["name"] != "late writer"  # the lost update we prevent
     assert_parity(h, safe)
+
+
+def test_change_column_mode_refuses_a_role_that_cannot_see_other_transactions(
+    by_column: Harness, admin_engine: Engine
+) -> None:
+    """Its watermark is only safe when the role sees every session's transaction start: without
+    pg_read_all_stats the sync fails at its first statement with the grant to make, moving
+    nothing; with the grant it syncs."""
+    h = by_column
+    generate(h.source_engine, rows=50, seed=8)
+    role = f"column_reader_{h.source_engine.url.database}"
+    with admin_engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'")
+    reader = make_engine(h.source_engine.url.set(username=role, password="reader-pw"))
+    try:
+        with h.source_engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"GRANT SELECT ON products, brands, categories, product_categories TO {role}"
+            )
+        version = h.version(V1)
+        with pytest.raises(ConfigError, match=r"'updated_at'.*GRANT pg_read_all_stats TO the sync role"):
+            h.sync([version], extractor=Extractor(reader, h.source, page_size=50))
+        assert h.cursors.load([version.key])[version.key] is None
+        with admin_engine.connect() as conn:
+            conn.exec_driver_sql(f"GRANT pg_read_all_stats TO {role}")
+        reader.dispose()  # new sessions carry the new membership
+        h.sync([version], extractor=Extractor(reader, h.source, page_size=50))
+        assert_parity(h, version)
+    finally:
+        reader.dispose()
+        with h.source_engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+        with admin_engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP ROLE {role}")
 
 
 def test_an_unreachable_opensearch_fails_the_sync_and_moves_no_cursor(h: Harness) -> None:
