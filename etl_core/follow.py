@@ -24,9 +24,13 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL
 
-from etl_core.errors import SourceUnavailable
+from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.logs import event
 from etl_core.pipeline import SyncResult
+
+# What a dropped connection raises: the server went away (Operational), or psycopg already knows
+# the connection is closed (Interface).
+_DROPPED = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class Listener:
@@ -52,6 +56,11 @@ class Listener:
             raise SourceUnavailable(
                 f"could not LISTEN on {channel!r}: {type(exc).__name__}. Check SOURCE_DATABASE_URL"
             ) from None
+        except psycopg.Error as exc:
+            raise SourceRefused(
+                f"PostgreSQL refused LISTEN on {channel!r}: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc) else ''}"
+            ) from None
 
     def wait(self, timeout: float) -> int:
         """Block until a notification arrives or ``timeout`` passes; how many arrived. A dropped
@@ -61,7 +70,7 @@ class Listener:
             return 0
         try:
             return sum(1 for _ in self.conn.notifies(timeout=timeout, stop_after=1))
-        except psycopg.OperationalError:
+        except _DROPPED:
             self._reopen()
             return 1
 
@@ -71,7 +80,7 @@ class Listener:
             return 0
         try:
             return sum(1 for _ in self.conn.notifies(timeout=within))
-        except psycopg.OperationalError:
+        except _DROPPED:
             self._reopen()
             return 1
 

@@ -125,6 +125,7 @@ class OpenSearchSink:
         # ask again each time: indices that exist, and indices with their serving settings on.
         self._ready: set[str] = set()
         self._serving: set[str] = set()
+        self._max_content_length: str | None = None
 
     def _call(self, what: str, fn: Any) -> Any:
         """``fn`` with the sink's one retry budget; what escapes is one of the project's errors."""
@@ -163,6 +164,24 @@ class OpenSearchSink:
             "not help. No cursor was moved."
         )
 
+    def _limit(self) -> str:
+        """The node's request limit, for a too-large document's dead letter (asked once)."""
+        if self._max_content_length is None:
+            try:
+                settings = self.client.cluster.get_settings(
+                    include_defaults=True, filter_path="*.http.max_content_length"
+                )
+                found = [  # a cluster-level value overrides the node's default
+                    settings[level]["http"]["max_content_length"]
+                    for level in ("transient", "persistent", "defaults")
+                    if level in settings
+                ]
+                self._max_content_length = f"the node's http.max_content_length is {found[0]}"
+            except (OpenSearchException, LookupError):
+                self._max_content_length = "the node's http.max_content_length could not be read"
+            self._max_content_length += "; a proxy in front of it may allow less"
+        return self._max_content_length
+
     def ensure_index(self, version: IndexVersion[Any]) -> bool:
         """Create the version's index if missing (idempotent); new indices start in backfill mode."""
         return version.key in self.ensure_indices([version])
@@ -181,13 +200,20 @@ class OpenSearchSink:
                     continue
                 if self._call(f"creating index {version.index}", lambda v=version: self._create(v)):
                     created.append(version)
-        except ConfigError:
+        except EtlError:
+            # any failure, a refused setting or a node gone midway: take back what this call made,
+            # and let a failing roll-back be logged, never hide why creation failed
             for version in created:
-                self._call(
-                    f"rolling back index {version.index}",
-                    lambda v=version: self.client.indices.delete(index=v.index, ignore=[404]),
-                )
-                event("index_rolled_back", version=version.key, index=version.index)
+                try:
+                    self._call(
+                        f"rolling back index {version.index}",
+                        lambda v=version: self.client.indices.delete(index=v.index, ignore=[404]),
+                    )
+                    event("index_rolled_back", version=version.key, index=version.index)
+                except EtlError as failure:
+                    event(
+                        "index_roll_back_failed", version=version.key, index=version.index, error=str(failure)
+                    )
             raise
         self._ready.update(v.index for v in versions)
         return {v.key for v in created}
@@ -377,16 +403,16 @@ class OpenSearchSink:
                     action,
                     "failed",
                     f"too large: the {action.op} request for this document is {len(line)} bytes and "
-                    f"{self.describe} refused it (413 Request Entity Too Large: its "
-                    "http.max_content_length, or a proxy's body limit, is smaller). Shrink the "
-                    "document in the version's transform, or raise the cluster's limit",
+                    f"{self.describe} refused it (413 Request Entity Too Large; {self._limit()}). "
+                    "Shrink the document in the version's transform, or raise the limit",
                 )
             ]
-        items = response["items"]
-        if len(items) != len(chunk):
+        items = response.get("items") if isinstance(response, dict) else None
+        if not isinstance(items, list) or len(items) != len(chunk):
             raise SinkRefused(
-                f"{self.describe} answered a bulk of {len(chunk)} actions with {len(items)} items; "
-                "no cursor was moved"
+                f"{self.describe} answered a bulk of {len(chunk)} actions with "
+                f"{len(items) if isinstance(items, list) else 'no'} items (is OPENSEARCH_URL an "
+                "OpenSearch node, not a proxy's error page?); no cursor was moved"
             )
         results: list[Outcome | int] = []
         for (action, _), item in zip(chunk, items, strict=True):
