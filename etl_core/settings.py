@@ -111,11 +111,24 @@ def make_engine(url: URL, **kwargs: object) -> Engine:
 
     ``json``/``jsonb`` columns are parsed with orjson: psycopg's default, the standard library's
     ``json``, was the largest Python cost of extraction in the profile (benchmarks/README.md).
+
+    JIT compilation is switched off for these sessions. A page statement reads a thousand rows by
+    key, but the planner cannot know how many log entries a page holds, so on a large table its
+    estimate passed ``jit_above_cost`` and PostgreSQL compiled every page: 380 ms of JIT for 25 ms
+    of work, per page, at a million rows (benchmarks/README.md). Nothing here is a long
+    analytical query that JIT pays off for. (Behind a transaction-mode pooler a session ``SET``
+    may not stick; set ``jit = off`` for the sync role there: ``ALTER ROLE … SET jit = off``.)
     """
     engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine, "connect")
-    def _orjson(dbapi_connection: Any, _record: Any) -> None:
+    def _session(dbapi_connection: Any, _record: Any) -> None:
         set_json_loads(orjson.loads, dbapi_connection)
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # the SET outlives no transaction, and starts none
+        try:
+            dbapi_connection.execute("SET jit = off")
+        finally:
+            dbapi_connection.autocommit = autocommit
 
     return engine
