@@ -6,10 +6,11 @@ import threading
 import time
 
 import pytest
-from dagster import DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from catalogue.generate import generate
 from catalogue.versions import V1
+from etl_core.cursor import position_from_json
 from etl_core.planner import Lane
 from orchestration.naming import Names
 from orchestration.planning import run_request
@@ -47,6 +48,9 @@ def test_a_follow_run_keeps_the_live_lane_in_step_and_is_never_doubled(project: 
     ).success  # the backfill
 
     follower = run_request(Names("catalogue"), Lane(("v1",), False), "test", 3, follow_s=6)
+    # progress is recorded while the run follows (every 0.5 s here; 5 s by default), so the run's
+    # history in the UI moves during its window, not only at its end
+    follower.run_config["ops"]["catalogue_index"]["config"]["checkpoint_every_s"] = 0.5
     outcome: dict[str, bool] = {}
     runner = threading.Thread(target=lambda: outcome.update(ok=project.execute(follower).success))
     runner.start()
@@ -65,6 +69,14 @@ def test_a_follow_run_keeps_the_live_lane_in_step_and_is_never_doubled(project: 
     assert outcome == {"ok": True}
     meta = project.metadata("v1")
     assert meta["docs_indexed"] == 10 and meta["caught_up"] is True
+    run_id = project.instance.get_runs(limit=1)[0].run_id
+    observed = [
+        e.asset_observation.metadata
+        for e in project.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
+        if e.asset_observation is not None
+    ]
+    positions = [position_from_json(m["cursor"].value) for m in observed if "checkpoint" in m]
+    assert len(positions) >= 2 and positions == sorted(positions) and positions[-1] > positions[0]
     assert {h.documents(v1)[str(p)]["name"] for p in range(10, 20)} == {
         f"followed {p}" for p in range(10, 20)
     }
