@@ -22,7 +22,12 @@ from etl_core.retry import DEFAULT_BACKOFF, Backoff
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink, make_client
 from etl_core.source import Source
-from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+from etl_core.stores import (
+    PostgresCursorStore,
+    PostgresDeadLetterStore,
+    PostgresShardPlanStore,
+    StateSchema,
+)
 from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
@@ -44,6 +49,7 @@ class Connections:
     dead_letters: PostgresDeadLetterStore = field(init=False)
     cursors: PostgresCursorStore = field(init=False)
     lanes: PostgresLaneLock = field(init=False)
+    shard_plans: PostgresShardPlanStore = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -66,6 +72,7 @@ class Connections:
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)
         self.lanes = PostgresLaneLock(self.state)
+        self.shard_plans = PostgresShardPlanStore(self.state)
 
     def _same(self, source: Source[Any]) -> None:
         if source.name != self.scope:

@@ -34,7 +34,7 @@ from etl_core.extract import Extractor
 from etl_core.logs import event
 from etl_core.model import Shard
 from etl_core.pipeline import SyncResult, sync
-from etl_core.protocols import CursorStore, DeadLetterStore, Sink
+from etl_core.protocols import CursorStore, DeadLetterStore, ShardPlanStore, Sink
 from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
@@ -61,11 +61,27 @@ class ShardPlan:
         )
 
 
+def lane_of(versions: Sequence[IndexVersion[Any]]) -> str:
+    """The name a lane's shard plan is kept under: its versions' keys, sorted."""
+    return ",".join(sorted(v.key for v in versions))
+
+
 def plan_shards(
-    versions: Sequence[IndexVersion[R]], k: int, *, extractor: Extractor[R], sink: Sink
+    versions: Sequence[IndexVersion[R]],
+    k: int,
+    *,
+    extractor: Extractor[R],
+    sink: Sink,
+    plans: ShardPlanStore | None = None,
 ) -> ShardPlan:
     """The bound, the indices, and K key ranges of about equal size (fewer when the table has
-    fewer distinct keys)."""
+    fewer distinct keys).
+
+    With ``plans``, a lane's plan is recorded until its hand-over, and a later call for the same
+    lane (a new run after a failed or abandoned one) resumes it as it was cut: the same bound,
+    ranges and shard checkpoints, so finished shards are not walked again; ``k`` then does not
+    apply. A recorded plan whose index had to be created again (someone dropped it) is thrown
+    away: its finished shards' documents are gone with the index."""
     source = extractor.source
     if source.tracking is None:
         raise ConfigError(
@@ -74,7 +90,16 @@ def plan_shards(
         )
     if k < 1:
         raise ConfigError(f"a sharded backfill needs at least one shard, got {k}")
-    sink.ensure_indices(versions)  # once, before any shard: they would race to create them
+    created = sink.ensure_indices(versions)  # once, before any shard: they would race to create them
+    lane = lane_of(versions)
+    recorded = plans.get(lane) if plans is not None else None
+    if recorded is not None and plans is not None:
+        if not created:
+            resumed = ShardPlan.from_json(recorded)
+            event("shards_resumed", versions=lane, bound=resumed.bound, shards=len(resumed.shards))
+            return resumed
+        plans.drop(lane)
+        event("shard_plan_dropped", versions=lane, reason=f"indices created again: {sorted(created)}")
     bound = extractor.watermark().below
     assert isinstance(bound, int)
     root: Table = source.tracking.root
@@ -89,7 +114,9 @@ def plan_shards(
     edges = sorted(set(cuts))
     ranges = list(zip([None, *edges], [*edges, None], strict=True))
     plan = ShardPlan(bound, tuple(Shard(i + 1, len(ranges), a, u, bound) for i, (a, u) in enumerate(ranges)))
-    event("shards_planned", versions=[v.key for v in versions], bound=bound, shards=len(ranges))
+    if plans is not None:  # two runs planning at once agree on the first plan recorded
+        plan = ShardPlan.from_json(plans.claim(lane, plan.to_json()))
+    event("shards_planned", versions=[v.key for v in versions], bound=plan.bound, shards=len(plan.shards))
     return plan
 
 
@@ -144,10 +171,16 @@ def unfinished(versions: Sequence[IndexVersion[Any]], plan: ShardPlan, cursors: 
 
 
 def hand_over(
-    versions: Sequence[IndexVersion[Any]], plan: ShardPlan, *, cursors: CursorStore, sink: Sink
+    versions: Sequence[IndexVersion[Any]],
+    plan: ShardPlan,
+    *,
+    cursors: CursorStore,
+    sink: Sink,
+    plans: ShardPlanStore | None = None,
 ) -> LogCursor:
     """Every shard done: the versions follow the log from the plan's bound (their serving
-    settings restored). Refuses, naming the shards left, before that."""
+    settings restored), and the lane's recorded plan is dropped. Refuses, naming the shards left,
+    before that."""
     left = unfinished(versions, plan, cursors)
     if left:
         raise ShardsUnfinished(
@@ -158,5 +191,7 @@ def hand_over(
     cursors.save({v.key: position for v in versions})  # a merge: never moves a version back
     for version in versions:
         sink.finish_backfill(version)
+    if plans is not None:
+        plans.drop(lane_of(versions))
     event("shards_handed_over", versions=[v.key for v in versions], bound=plan.bound)
     return position

@@ -38,7 +38,7 @@ from etl_core.model import DeadLetter
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 
 
-def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Table, Table]:
+def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Table, Table, Table]:
     meta = MetaData(schema=schema)
     dead = Table(
         f"{scope}_dead_letters",
@@ -96,7 +96,14 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("delete_after", DateTime(timezone=True), nullable=False),
         Column("deleted_at", DateTime(timezone=True)),
     )
-    return meta, dead, cursors, log_cursors, validations, retirements
+    shard_plans = Table(
+        f"{scope}_shard_plans",
+        meta,
+        Column("lane", Text, primary_key=True),
+        Column("plan", JSONB, nullable=False),
+        Column("planned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    return meta, dead, cursors, log_cursors, validations, retirements, shard_plans
 
 
 _CREATED: set[tuple[str, str, str]] = set()
@@ -136,6 +143,7 @@ class StateSchema:
             self.log_cursors,
             self.validations,
             self.retirements,
+            self.shard_plans,
         ) = _tables(schema, scope)
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
@@ -315,3 +323,36 @@ class PostgresCursorStore:
                 for v, c in by_log.items()
             ]
             self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, log_rows))
+
+
+class PostgresShardPlanStore:
+    """The unfinished sharded backfill of each lane, until its hand-over: a new run of the same
+    lane resumes that plan (its bound, its ranges, its shards' checkpoints) instead of cutting a
+    new one and walking everything again."""
+
+    def __init__(self, state: StateSchema) -> None:
+        self.state = state
+
+    def claim(self, lane: str, plan: Mapping[str, Any]) -> dict[str, Any]:
+        """Record ``plan`` for ``lane`` unless one is recorded already; the recorded one."""
+        table = self.state.shard_plans
+        stmt = insert(table).values(lane=lane, plan=dict(plan)).on_conflict_do_nothing()
+        read = select(table.c.plan).where(table.c.lane == lane)
+
+        def claim() -> dict[str, Any]:
+            with self.state.engine.begin() as conn:
+                conn.execute(stmt)
+                return dict(conn.execute(read).scalar_one())
+
+        return self.state.call("recording a shard plan", claim)
+
+    def get(self, lane: str) -> dict[str, Any] | None:
+        table = self.state.shard_plans
+        stmt = select(table.c.plan).where(table.c.lane == lane)
+        rows = self.state.call("reading a shard plan", lambda: _rows(self.state.engine, stmt))
+        return dict(rows[0][0]) if rows else None
+
+    def drop(self, lane: str) -> None:
+        table = self.state.shard_plans
+        stmt = table.delete().where(table.c.lane == lane)
+        self.state.call("dropping a shard plan", lambda: _execute(self.state.engine, stmt))

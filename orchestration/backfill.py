@@ -53,7 +53,11 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         with spec.connect(context.resources) as conns:
             chosen = spec.pick(config.versions, Lifecycles(conns.state).retired())
             shard_plan = plan_shards(
-                chosen, config.shards, extractor=conns.extractor(spec.source), sink=conns.sink
+                chosen,
+                config.shards,
+                extractor=conns.extractor(spec.source),
+                sink=conns.sink,
+                plans=conns.shard_plans,
             )
         context.log.info(
             f"backfill of {[v.key for v in chosen]} below bound {shard_plan.bound}: "
@@ -100,7 +104,9 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         shard_plan = ShardPlan.from_json(done[0]["plan"])
         versions = [spec.version(k) for k in done[0]["versions"]]
         with spec.connect(context.resources) as conns, conns.lanes.hold(versions):
-            position = hand_over(versions, shard_plan, cursors=conns.cursors, sink=conns.sink)
+            position = hand_over(
+                versions, shard_plan, cursors=conns.cursors, sink=conns.sink, plans=conns.shard_plans
+            )
             cursors = {v.key: position for v in versions}
             statuses = describe_versions(
                 versions,

@@ -81,3 +81,21 @@ def run_request(
         },
         run_config={"ops": {names.asset: {"config": config}}},
     )
+
+
+def backfill_request(names: Names, lane: Lane, trigger: str, shards: int) -> RunRequest:
+    """A lane of versions that have never been synced, built by the ``<source>_backfill`` job in
+    ``shards`` key ranges at once. The run carries the lane's tags, so neither the planner nor the
+    schedule starts another run for the lane while it is in flight."""
+    return RunRequest(
+        job_name=names.job("backfill"),
+        tags={
+            **lane_tags(names.source, lane.versions),
+            "etl/trigger": trigger,
+            "etl/catch_up": "true",
+            "etl/shards": str(shards),
+        },
+        run_config={
+            "ops": {names.op("plan_shards"): {"config": {"versions": list(lane.versions), "shards": shards}}}
+        },
+    )

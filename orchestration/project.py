@@ -64,6 +64,7 @@ def build_definitions(
     automation: bool | None = None,
     thresholds: Thresholds | None = None,
     backfill_executor: ExecutorDefinition | None = None,
+    backfill_shards: int | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
@@ -82,7 +83,9 @@ def build_definitions(
 
     ``backfill_executor`` runs the shards of the ``<source>_backfill`` job (sources with change
     capture): Dagster's multiprocess executor by default; ``dagster_celery.celery_executor`` or
-    ``dagster_k8s.k8s_job_executor`` spread them over machines.
+    ``dagster_k8s.k8s_job_executor`` spread them over machines. ``backfill_shards`` (default
+    ``ETL_BACKFILL_SHARDS``, 0): at 2 or more the planner builds a never-synced version with that
+    job in that many key ranges instead of paged catch-up runs.
     """
     names = Names(source.name)
     prefix = os.environ.get("ETL_INDEX_PREFIX", "") if index_prefix is None else index_prefix
@@ -95,6 +98,8 @@ def build_definitions(
         automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
     follow_s = float(_env_int("ETL_FOLLOW_S", 0, minimum=0)) if source.tracking is not None else 0.0
     thresholds = thresholds or Thresholds.from_env(os.environ)
+    if backfill_shards is None:
+        backfill_shards = _env_int("ETL_BACKFILL_SHARDS", 0, minimum=0)
     spec = SourceSpec(
         source=source,
         versions=tuple(versions),
@@ -120,16 +125,22 @@ def build_definitions(
         selection=AssetSelection.assets(index).without_checks(),
         description=f"Sync a contiguous range of `{source.name}` index versions in one lane.",
     )
-    tracking_jobs = (
-        [build_tracking_job(spec), build_backfill_job(spec, backfill_executor)]
-        if source.tracking is not None
-        else []
-    )
+    backfill_job = build_backfill_job(spec, backfill_executor) if source.tracking is not None else None
+    tracking_jobs = [build_tracking_job(spec), backfill_job] if backfill_job is not None else []
     return Definitions(
         assets=[source_asset, index],
         asset_checks=[checks],
         jobs=[job, validate_job, *migration_jobs, *tracking_jobs],
-        sensors=[build_planner_sensor(spec, job, catch_up_pages, running=automation)],
+        sensors=[
+            build_planner_sensor(
+                spec,
+                job,
+                catch_up_pages,
+                running=automation,
+                backfill_job=backfill_job,
+                backfill_shards=backfill_shards,
+            )
+        ],
         schedules=[
             build_freshness_schedule(spec, job, catch_up_pages, cron, running=automation, follow_s=follow_s),
             *migration_schedules,

@@ -5,6 +5,7 @@ from typing import Any
 from dagster import (
     DefaultSensorStatus,
     JobDefinition,
+    RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -12,7 +13,8 @@ from dagster import (
     sensor,
 )
 
-from orchestration.planning import in_flight, make_plan, run_request
+from etl_core.planner import Lane
+from orchestration.planning import backfill_request, in_flight, make_plan, run_request
 from orchestration.spec import SourceSpec
 
 
@@ -22,12 +24,23 @@ def build_planner_sensor(
     catch_up_pages: int,
     interval_s: int = 30,
     running: bool = True,
+    backfill_job: JobDefinition | None = None,
+    backfill_shards: int = 0,
 ) -> SensorDefinition:
+    """With ``backfill_job`` and ``backfill_shards`` ≥ 2, a lane of versions that have never been
+    synced (a new version, or one whose index was dropped to rebuild it) is built by the sharded
+    backfill job; a lane that has begun goes on in paged catch-up runs of the sync job."""
     names = spec.names
+    sharded = backfill_job is not None and backfill_shards >= 2
+
+    def request(lane: Lane, cursors: dict[str, Any]) -> RunRequest:
+        if sharded and all(cursors.get(k) is None for k in lane.versions):
+            return backfill_request(names, lane, "migration_planner", backfill_shards)
+        return run_request(names, lane, "migration_planner", catch_up_pages)
 
     @sensor(
         name=names.planner,
-        job=job,
+        jobs=[job, backfill_job] if sharded and backfill_job is not None else [job],
         required_resource_keys={spec.resource_key},
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
@@ -37,7 +50,7 @@ def build_planner_sensor(
     def migration_planner(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         plan = make_plan(context.instance, spec, spec.engine(context.resources))
         requests = [
-            run_request(names, lane, "migration_planner", catch_up_pages)
+            request(lane, plan.cursors)
             for lane in plan.lanes
             if lane.catch_up and not in_flight(context.instance, names, lane)
         ]

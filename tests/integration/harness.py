@@ -18,7 +18,7 @@ from etl_core.extract import Extractor
 from etl_core.lanes import PostgresLaneLock
 from etl_core.pipeline import SyncResult
 from etl_core.retry import Backoff
-from etl_core.stores import StateSchema
+from etl_core.stores import PostgresShardPlanStore, StateSchema
 
 FAST_BACKOFF = Backoff(attempts=3, initial=0.05, maximum=0.2)
 
@@ -41,6 +41,7 @@ class Harness:
         self.dead_letters = PostgresDeadLetterStore(self.state)
         self.cursors = PostgresCursorStore(self.state)
         self.lanes = PostgresLaneLock(self.state)
+        self.shard_plans = PostgresShardPlanStore(self.state)
         self.sink = OpenSearchSink(self.client, backoff=FAST_BACKOFF)
 
     def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:

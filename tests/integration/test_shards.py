@@ -104,3 +104,43 @@ def test_shards_run_at_once_resume_and_hand_over_without_loss(harness: Harness) 
     caught = h.sync(versions)  # the log from the bound: the changes made during the backfill
     assert caught.rows_read >= 4 and all(t.cursor > position for t in caught.versions.values())  # type: ignore[operator]
     assert assert_parity(h, *versions) > 0
+
+
+def test_a_new_run_resumes_the_unfinished_plan_of_its_lane_instead_of_walking_again(
+    harness: Harness,
+) -> None:
+    """A run that planned, walked one shard and died: the next plan of the same lane is the same
+    plan (bound, ranges, checkpoints), whatever K it asks for, so the finished shard reads
+    nothing; the hand-over drops the record. A recorded plan whose index is gone is not resumed."""
+    h = harness
+    generate(h.source_engine, rows=1500, seed=62)
+    versions = [h.version(V1), h.version(V3)]
+    first = plan_shards(versions, 3, extractor=h.extractor(), sink=h.sink, plans=h.shard_plans)
+    assert run_shard(h, versions, first.shards[0]).rows_read == rows_in(h, first.shards[0])
+    with h.source_engine.begin() as conn:  # after the bound: the log brings it at the hand-over
+        conn.execute(text("UPDATE products SET name = 'while abandoned' WHERE id = 3"))
+
+    again = plan_shards(versions, 5, extractor=h.extractor(), sink=h.sink, plans=h.shard_plans)
+    assert again == first  # resumed as it was cut: K=5 does not apply
+    assert run_shard(h, versions, again.shards[0]).rows_read == 0  # finished: not walked again
+    for shard in again.shards[1:]:
+        assert run_shard(h, versions, shard).rows_read == rows_in(h, shard)
+    with h.lanes.hold(versions):
+        hand_over(versions, again, cursors=h.cursors, sink=h.sink, plans=h.shard_plans)
+    assert h.shard_plans.get("v1,v3") is None
+    h.sync(versions)  # the log from the plan's bound: the change made while it was abandoned
+    assert h.documents(versions[0])["3"]["name"] == "while abandoned"
+    assert_parity(h, *versions)
+
+    # a plan recorded, then its index dropped (a rebuild): a new plan, not the stale one
+    rebuilt = [h.version(V1, "rebuilt")]
+    stale = plan_shards(rebuilt, 2, extractor=h.extractor(), sink=h.sink, plans=h.shard_plans)
+    run_shard(h, rebuilt, stale.shards[0])
+    h.sink.delete_index(rebuilt[0].index)
+    fresh = plan_shards(rebuilt, 2, extractor=h.extractor(), sink=h.sink, plans=h.shard_plans)
+    assert fresh.bound > stale.bound
+    for shard in fresh.shards:
+        run_shard(h, rebuilt, shard)
+    with h.lanes.hold(rebuilt):
+        hand_over(rebuilt, fresh, cursors=h.cursors, sink=h.sink, plans=h.shard_plans)
+    assert_parity(h, *rebuilt)

@@ -118,7 +118,7 @@ class Project:
     def execute(self, request: RunRequest) -> ExecuteInProcessResult:
         assert self.defs is not None
         with self.pinned():
-            job = self.defs.resolve_job_def("catalogue_sync")
+            job = self.defs.resolve_job_def(request.job_name or "catalogue_sync")
         return job.execute_in_process(
             instance=self.instance, tags=request.tags, run_config=request.run_config
         )

@@ -15,7 +15,7 @@ from benchmarks.shards import CeleryWorkers
 from catalogue.generate import generate
 from catalogue.versions import V1, V3
 from etl_core.cursor import LogCursor
-from tests.integration.test_sync import assert_parity
+from tests.integration.test_sync import assert_parity, execute
 from tests.orchestration.backfill_job import catalogue_backfill, catalogue_backfill_celery
 from tests.orchestration.conftest import Project
 
@@ -120,3 +120,32 @@ def test_the_backfill_runs_its_shards_on_two_celery_workers(
         }
     assert len(walkers) >= 2  # the shards ran on both workers
     assert assert_parity(h, h.version(V1)) > 0
+
+
+def test_the_planner_builds_a_never_synced_version_with_the_sharded_backfill(project: Project) -> None:
+    """``backfill_shards`` ≥ 2: the planner's run for a new version is the backfill job (the
+    lane's tags on it, so nothing else starts for the lane); afterwards the version is live and
+    the schedule keeps it fresh. Without it the planner asks for paged catch-up runs."""
+    h = project.harness
+    generate(h.source_engine, rows=900, seed=72)
+    v1 = h.version(V1)
+    project.declare([v1], backfill_shards=3)
+    [request] = project.sensor_tick().run_requests or []
+    assert request.job_name == "catalogue_backfill"
+    assert request.tags["etl/lane"] == "v1" and request.tags["etl/shards"] == "3"
+    result = project.execute(request)
+    assert result.success
+    walked = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_SUCCESS}
+    assert {f"catalogue_walk_shard[shard{n}]" for n in (1, 2, 3)} <= walked
+    assert assert_parity(h, v1) == 900
+    assert project.metadata("v1")["shards"] == 3
+
+    assert not project.sensor_tick().run_requests  # built: nothing left to catch up
+    execute(h, "UPDATE products SET name = 'after the backfill' WHERE id = 5")
+    [live] = project.schedule_tick()
+    assert live.job_name is None and project.execute(live).success
+    assert h.documents(v1)["5"]["name"] == "after the backfill"
+
+    project.declare([v1, h.version(V3)])  # the default: no shards
+    [paged] = project.sensor_tick().run_requests or []
+    assert paged.job_name is None and paged.tags["etl/lane"] == "v3"
