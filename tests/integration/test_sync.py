@@ -240,6 +240,17 @@ def test_change_column_mode_refuses_a_role_that_cannot_see_other_transactions(
             conn.exec_driver_sql(f"DROP ROLE {role}")
 
 
+def test_sessions_run_without_jit(h: Harness) -> None:
+    """A page statement's cost estimate on a large table passes jit_above_cost, and compiling it
+    cost 15 times the page's own work at a million rows: the engine's sessions switch JIT off,
+    and stay outside any transaction after doing so."""
+    with h.source_engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+        conn.rollback()
+        raw = conn.connection.driver_connection
+        assert raw is not None and not raw.autocommit
+
+
 def test_an_unreachable_opensearch_fails_the_sync_and_moves_no_cursor(h: Harness) -> None:
     generate(h.source_engine, rows=500, seed=7)
     h.page_size = 100
