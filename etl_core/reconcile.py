@@ -5,8 +5,8 @@ Two streamed walks, constant memory, whatever the table size:
 * source → index: keyset pages of the source (one query a page for *all* versions, as in a sync),
   each version fetching just that page's ids (``_mget``): missing, different and unexpected
   (soft-deleted, or rejected by the predicate) documents;
-* index → source: every id of the index through a point in time and ``search_after``, checked in
-  batches against the source (``key IN (...)``): orphans, i.e. hard-deleted rows.
+* index → source: every id of the index through a scroll in ``_doc`` order (no sort on ``_id``),
+  checked in batches against the source (``key IN (...)``): orphans, i.e. hard-deleted rows.
 
 Repairs go through the normal write path but overwrite unconditionally (internal versioning): a
 document altered or deleted behind the pipeline's back carries a version the change column cannot
@@ -92,10 +92,13 @@ def reconcile(
     """What a version expects is what a sync would send (``route_page``, the same rule), so
     the two cannot disagree. A key with an open dead letter is counted as ``dead_lettered``, not
     missing, and is not re-sent: its letter says why, and replay is the way to retry it. A
-    repair that fails again becomes (or refreshes) that key's dead letter."""
+    repair that fails again becomes (or refreshes) that key's dead letter, and with ``repair`` a
+    row whose transform fails (changed where no sync saw it) becomes one too."""
     source = extractor.source
     drifts = {v.key: Drift(v.key) for v in versions}
     lettered = dead_letters.open_keys(v.key for v in versions)
+    for version in versions:
+        lettered.setdefault(version.key, set())
     nobody: dict[str, Cursor | None] = {v.key: None for v in versions}
 
     for page in extractor.walk():
@@ -106,6 +109,10 @@ def reconcile(
             batch = routed.batches[version.key]
             open_letters = lettered.get(version.key, set())
             drift.untransformable += len(batch.dead_letters)  # the dead-letter check counts them
+            unrecorded = [d for d in batch.dead_letters if d.key not in open_letters]
+            if repair and unrecorded:  # a row changed behind the pipeline's back that fails now
+                dead_letters.put(unrecorded)
+                open_letters.update(d.key for d in unrecorded)
             found = index.fetch(version.index, ids)
             for action in batch.actions:
                 have = found.get(action.id)

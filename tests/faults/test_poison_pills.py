@@ -172,6 +172,27 @@ def test_reconcile_leaves_dead_lettered_keys_to_their_letters_and_records_a_repe
     assert (again.dead_lettered, again.differences, proxy.bulks) == (2, 0, [])
 
 
+def test_reconcile_letters_a_row_that_no_longer_transforms(harness: Harness) -> None:
+    """A row changed where no sync saw it, so that its transform now fails: a report names it
+    (untransformable) and writes nothing; a repair records its letter, once."""
+    h = harness
+    generate(h.source_engine, rows=120, seed=67)
+    v1 = h.version(V1)
+    h.sync([v1])
+    with h.source_engine.begin() as conn:  # behind change capture's back
+        conn.execute(text("ALTER TABLE products DISABLE TRIGGER etl_track_catalogue_upd"))
+        conn.execute(text("UPDATE products SET name = NULL WHERE id = 7"))
+        conn.execute(text("ALTER TABLE products ENABLE TRIGGER etl_track_catalogue_upd"))
+    report = reconcile([v1], h.extractor(), h.sink, repair=False, dead_letters=h.dead_letters)["v1"]
+    assert report.untransformable == 1 and letters_of(h) == {}
+    reconcile([v1], h.extractor(), h.sink, repair=True, dead_letters=h.dead_letters)
+    letters = letters_of(h)
+    assert set(letters) == {("v1", "7")} and "name is NULL in product 7" in letters[("v1", "7")]
+    reconcile([v1], h.extractor(), h.sink, repair=True, dead_letters=h.dead_letters)
+    [letter] = h.dead_letters.open_letters("v1")
+    assert letter["attempts"] == 1  # a nightly repair does not count the same failure again
+
+
 def test_a_refused_version_leaves_no_index_of_the_others_behind(harness: Harness) -> None:
     h = harness
     generate(h.source_engine, rows=50, seed=66)
