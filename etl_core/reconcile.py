@@ -96,9 +96,8 @@ def reconcile(
     row whose transform fails (changed where no sync saw it) becomes one too."""
     source = extractor.source
     drifts = {v.key: Drift(v.key) for v in versions}
-    lettered = dead_letters.open_keys(v.key for v in versions)
-    for version in versions:
-        lettered.setdefault(version.key, set())
+    open_keys = dead_letters.open_keys(v.key for v in versions)
+    lettered = {v.key: open_keys.get(v.key, set()) for v in versions}
     nobody: dict[str, Cursor | None] = {v.key: None for v in versions}
 
     for page in extractor.walk():
@@ -107,7 +106,7 @@ def reconcile(
         for version in versions:
             drift, fixes = drifts[version.key], []
             batch = routed.batches[version.key]
-            open_letters = lettered.get(version.key, set())
+            open_letters = lettered[version.key]
             drift.untransformable += len(batch.dead_letters)  # the dead-letter check counts them
             unrecorded = [d for d in batch.dead_letters if d.key not in open_letters]
             if repair and unrecorded:  # a row changed behind the pipeline's back that fails now

@@ -390,7 +390,9 @@ class OpenSearchSink:
         """
         self.requests += 1
         try:
-            response = self.client.bulk(body=b"".join(line for _, line in chunk), filter_path=_ITEM_FIELDS)
+            response = self.client.bulk(
+                body=b"".join(line for _, line in chunk), filter_path=BULK_ITEM_FIELDS
+            )
         except TransportError as exc:
             if exc.status_code != 413:
                 raise
@@ -423,7 +425,7 @@ class OpenSearchSink:
 
 
 # What a bulk answer needs to say per item; the rest of it is not read.
-_ITEM_FIELDS = "items.*.status,items.*.error"
+BULK_ITEM_FIELDS = "items.*.status,items.*.error"
 
 
 def _encode(action: Action) -> bytes:
