@@ -14,6 +14,7 @@ from functools import partial, reduce
 from itertools import islice
 from typing import Any, TypeVar
 
+from etl_core.collector import fewer_collections
 from etl_core.cursor import Cursor, LogCursor, Position, lowest, merge
 from etl_core.extract import Extractor, normalise, normalise_capture
 from etl_core.load import load, park_dead_letters, resolve_dead_letters
@@ -203,17 +204,18 @@ def sync(
         watermark.below,
     )
     last_rows = extractor.page_size
-    for progress in pipeline(iter(raw_pages)):
-        result.pages += 1
-        last_rows = progress.rows
-        for key, vp in progress.versions.items():
-            totals = result.versions[key]
-            totals.cursor = vp.cursor
-            totals.indexed += vp.indexed
-            totals.deleted += vp.deleted
-            totals.not_found += vp.not_found
-            totals.stale += vp.stale
-            totals.dead_letters += vp.dead_letters
+    with fewer_collections(extractor.page_size):
+        for progress in pipeline(iter(raw_pages)):
+            result.pages += 1
+            last_rows = progress.rows
+            for key, vp in progress.versions.items():
+                totals = result.versions[key]
+                totals.cursor = vp.cursor
+                totals.indexed += vp.indexed
+                totals.deleted += vp.deleted
+                totals.not_found += vp.not_found
+                totals.stale += vp.stale
+                totals.dead_letters += vp.dead_letters
 
     # A walk that ran out, or a short last page, means the extraction reached its bound.
     result.caught_up = (
