@@ -99,6 +99,7 @@ class Connections:
         kwargs.setdefault("sink", self.sink)
         kwargs.setdefault("dead_letters", self.dead_letters)
         kwargs.setdefault("cursors", self.cursors)
+        kwargs.setdefault("in_flight", self.settings.bulk_in_flight)
         return sync(versions, exclusive=True, **kwargs)
 
     def follow(

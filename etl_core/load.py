@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from etl_core.model import Action, Change, DeadLetter, RoutedPage, VersionBatch
+from etl_core.model import Action, Change, DeadLetter, Outcome, RoutedPage, VersionBatch
 from etl_core.protocols import DeadLetterStore, Sink
 from etl_core.route import changed_at
 
@@ -40,6 +42,7 @@ def load(
     new_indices: Collection[str] = (),
     *,
     prune: bool = True,
+    in_flight: int = 1,
 ) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:
     """Send every version's actions of a page together and fold the outcomes back into each
     version's batch. Per-document failures become dead letters of that version only (with the
@@ -47,46 +50,86 @@ def load(
 
     ``new_indices``: keys of the versions whose index this run created (nothing to delete there).
     ``prune``: skip deletes of absent documents; only for the one writer of these versions.
+    ``in_flight``: how many pages' writes may be on their way at once. With more than one, the
+    next page is sent while the stages after this one (dead letters, cursors) finish the last,
+    so the node is not idle while its answer is read and the checkpoint committed. Pages still
+    come out in order, each only once its own write (and every earlier one) is acknowledged, so
+    cursors move exactly as with one. Only pages whose keys the run cannot have written before
+    (a keyset walk below a fixed bound) overlap: a log page waits for the writes before it,
+    because its probe for existing documents must see them.
     """
 
-    def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
-        for routed in pages:
+    def send(routed: RoutedPage[R]) -> list[Outcome]:
+        actions = [a for b in routed.batches.values() for a in b.actions]
+        return sink.write(actions) if actions else []
+
+    def prepare(routed: RoutedPage[R]) -> None:
+        if prune:
             for key, batch in routed.batches.items():
-                if prune:
-                    _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
-            actions = [a for b in routed.batches.values() for a in b.actions]
-            if actions:
-                by_key: dict[str, Change[R]] = {}  # built at the page's first failure only
-                for outcome in sink.write(actions):
-                    batch = routed.batches[outcome.action.version]
-                    status = outcome.status
-                    if status == "failed":
-                        if not by_key:
-                            by_key = {str(c.key): c for c in routed.page.changes}
-                        change = by_key[outcome.action.id]
-                        batch.dead_letters.append(
-                            DeadLetter(
-                                outcome.action.version,
-                                outcome.action.id,
-                                outcome.reason or "rejected",
-                                changed_at(change),
-                                None if change.record is None else payload_of(change.record),
-                            )
-                        )
-                        continue
-                    if status == "indexed":
-                        batch.indexed += 1
-                    elif status == "deleted":
-                        batch.deleted += 1
-                    elif status == "not_found":
-                        batch.not_found += 1
-                    else:
-                        batch.stale += 1
-                        continue  # a newer write is there: it says nothing about this one
-                    batch.written.append(outcome.action.id)
-            yield routed
+                _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
+
+    def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
+        if in_flight <= 1:
+            for routed in pages:
+                prepare(routed)
+                yield _fold(routed, send(routed), payload_of)
+            return
+        window: deque[tuple[RoutedPage[R], Future[list[Outcome]]]] = deque()
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="etl-bulk") as writers:
+            try:
+                for routed in pages:
+                    if not routed.page.first_visit:  # it may revisit keys of the pages in flight
+                        while window:
+                            done, outcomes = window.popleft()
+                            yield _fold(done, outcomes.result(), payload_of)
+                    prepare(routed)
+                    window.append((routed, writers.submit(send, routed)))
+                    while len(window) >= in_flight:
+                        done, outcomes = window.popleft()
+                        yield _fold(done, outcomes.result(), payload_of)
+                while window:
+                    done, outcomes = window.popleft()
+                    yield _fold(done, outcomes.result(), payload_of)
+            finally:
+                for _, outcomes in window:  # a failure or an early stop: send nothing more
+                    outcomes.cancel()
 
     return stage
+
+
+def _fold(
+    routed: RoutedPage[R], outcomes: list[Outcome], payload_of: Callable[[Any], Mapping[str, Any]]
+) -> RoutedPage[R]:
+    """The write's outcomes into each version's batch of the page."""
+    by_key: dict[str, Change[R]] = {}  # built at the page's first failure only
+    for outcome in outcomes:
+        batch = routed.batches[outcome.action.version]
+        status = outcome.status
+        if status == "failed":
+            if not by_key:
+                by_key = {str(c.key): c for c in routed.page.changes}
+            change = by_key[outcome.action.id]
+            batch.dead_letters.append(
+                DeadLetter(
+                    outcome.action.version,
+                    outcome.action.id,
+                    outcome.reason or "rejected",
+                    changed_at(change),
+                    None if change.record is None else payload_of(change.record),
+                )
+            )
+            continue
+        if status == "indexed":
+            batch.indexed += 1
+        elif status == "deleted":
+            batch.deleted += 1
+        elif status == "not_found":
+            batch.not_found += 1
+        else:
+            batch.stale += 1
+            continue  # a newer write is there: it says nothing about this one
+        batch.written.append(outcome.action.id)
+    return routed
 
 
 def park_dead_letters(store: DeadLetterStore) -> Callable[[Iterator[RoutedPage[R]]], Iterator[RoutedPage[R]]]:

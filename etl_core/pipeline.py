@@ -133,6 +133,7 @@ def sync(
     max_pages: int | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
     prefetch_pages: int = 2,
+    in_flight: int = 2,
     exclusive: bool = False,
     shard: Shard | None = None,
 ) -> SyncResult:
@@ -190,7 +191,7 @@ def sync(
         read,
         route(versions, starts, source.record_to_json),
         prefetch(prefetch_pages),
-        load(sink, source.record_to_json, new_indices, prune=exclusive),
+        load(sink, source.record_to_json, new_indices, prune=exclusive, in_flight=in_flight),
         park_dead_letters(dead_letters),
         resolve_dead_letters(dead_letters, [v.key for v in versions]),
         advance(starts),

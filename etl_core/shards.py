@@ -144,6 +144,7 @@ def sync_shard(
     dead_letters: DeadLetterStore,
     cursors: CursorStore,
     max_pages: int | None = None,
+    in_flight: int = 2,
 ) -> SyncResult:
     """Walk one shard's range (resuming from its own checkpoint). The caller holds the versions'
     lane lock shared (:meth:`etl_core.lanes.PostgresLaneLock.hold`)."""
@@ -154,6 +155,7 @@ def sync_shard(
         dead_letters=dead_letters,
         cursors=ShardCursors(cursors, shard),
         max_pages=max_pages,
+        in_flight=in_flight,
         exclusive=True,  # the other writers are the plan's other shards, on other keys
         shard=shard,
     )

@@ -87,6 +87,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
                 sink=conns.sink,
                 dead_letters=conns.dead_letters,
                 cursors=conns.cursors,
+                in_flight=conns.settings.bulk_in_flight,
             )
         context.log.info(
             f"shard {shard.number}/{shard.count} ({shard.after}, {shard.until}]: "

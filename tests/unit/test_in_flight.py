@@ -1,0 +1,128 @@
+"""Several pages' writes on their way at once: overlap, yet acknowledgement in page order."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from etl_core import SinkUnavailable, sync
+from etl_core.cursor import Cursor
+from etl_core.extract import normalise
+from etl_core.load import load
+from etl_core.model import Action, Outcome, RoutedPage
+from etl_core.route import route_page
+from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
+from tests.unit.models import SOURCE, version
+
+ROWS = [(i, f"item {i}", 1, at(i), at(i) if i % 2 == 0 else None) for i in range(1, 7)]
+
+
+class SlowFirstSink(MemorySink):
+    """The first write waits until the second has been answered (or 5 s): the second page's
+    write can only finish first if the two were on their way together."""
+
+    def __init__(self, wait_s: float = 5.0) -> None:
+        super().__init__()
+        self.wait_s = wait_s
+        self.second_done = threading.Event()
+        self.overlapped = False
+        self.answered: list[int] = []
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        with self._lock:
+            self._calls += 1
+            call = self._calls
+        if call == 1:
+            self.overlapped = self.second_done.wait(timeout=self.wait_s)
+        out = super().write(actions)
+        self.answered.append(call)
+        if call == 2:
+            self.second_done.set()
+        return out
+
+
+def test_the_next_page_is_sent_before_the_last_is_acknowledged_and_cursors_keep_page_order() -> None:
+    sink, store = SlowFirstSink(), MemoryCursorStore()
+    result = sync(
+        [version("v1")],
+        extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+        sink=sink,
+        dead_letters=MemoryDeadLetters(),
+        cursors=store,
+        in_flight=2,
+    )
+    assert sink.overlapped and sink.answered[:2] == [2, 1]  # page 2 was answered before page 1
+    # ...yet page 1's cursor was saved first: every checkpoint follows its own page's answer
+    assert [s["v1"] for s in store.saves] == [Cursor(at(2), 2), Cursor(at(4), 4), Cursor(at(6), 6)]
+    assert result.versions["v1"].indexed == 3 and result.versions["v1"].not_found == 3
+
+
+def test_one_in_flight_sends_the_next_page_only_after_the_last_is_answered() -> None:
+    sink = SlowFirstSink(wait_s=0.2)  # the second write cannot start while the first waits
+    sync(
+        [version("v1")],
+        extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+        sink=sink,
+        dead_letters=MemoryDeadLetters(),
+        cursors=MemoryCursorStore(),
+        in_flight=1,
+    )
+    assert not sink.overlapped and sink.answered == [1, 2, 3]
+
+
+def test_a_failed_write_with_the_next_in_flight_moves_no_cursor_past_it() -> None:
+    sink, store = MemorySink(fail_on_write=2), MemoryCursorStore()
+    with pytest.raises(SinkUnavailable):
+        sync(
+            [version("v1")],
+            extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+            sink=sink,
+            dead_letters=MemoryDeadLetters(),
+            cursors=store,
+            in_flight=3,
+        )
+    assert store.cursors == {"v1": Cursor(at(2), 2)}
+
+
+class ProbeWatchingSink(MemorySink):
+    """Records how many writes were on their way each time documents were probed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = 0
+        self.during_probe: list[int] = []
+        self._lock = threading.Lock()
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        with self._lock:
+            self.active += 1
+        try:
+            threading.Event().wait(0.05)  # long enough for a racing probe to be seen
+            return super().write(actions)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def existing(self, index: str, ids: Sequence[str]) -> set[str]:
+        self.during_probe.append(self.active)
+        return super().existing(index, ids)
+
+
+def test_a_page_that_may_revisit_keys_waits_for_the_writes_before_it() -> None:
+    """A log page may delete a key an earlier page of the run just wrote: its probe for existing
+    documents must see that write, so it is not sent while earlier writes are in flight."""
+    sink = ProbeWatchingSink()
+    page = next(normalise(SOURCE, iter([ROWS])))
+    revisit = dataclasses.replace(page, number=2, first_visit=False)
+    pages: list[RoutedPage[object]] = [
+        route_page(p, [version("v1")], {}, SOURCE.record_to_json) for p in (page, revisit, revisit)
+    ]
+    stage = load(sink, SOURCE.record_to_json, prune=True, in_flight=2)
+    done = list(stage(iter(pages)))
+    assert len(done) == 3
+    assert sink.during_probe == [0, 0, 0]
