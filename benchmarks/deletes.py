@@ -59,7 +59,7 @@ class CountingSink(OpenSearchSink):
             self.bulk_requests += 1
             return bulk(*args, **kw)
 
-        client.bulk = counted_bulk  # type: ignore[method-assign]
+        client.bulk = counted_bulk
 
     def reset(self) -> None:
         self.deletes_sent = 0

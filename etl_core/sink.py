@@ -106,6 +106,13 @@ def _classify(action: Action, ok: bool, item: dict[str, Any]) -> Outcome | int:
 
 
 class OpenSearchSink:
+    """Index management and bulk writes for one OpenSearch cluster.
+
+    ``write`` runs in up to ``ETL_BULK_IN_FLIGHT`` threads at once: each call keeps its state
+    to itself, and what the instance caches (indices known to exist, the node's request limit)
+    is the same whichever thread fills it.
+    """
+
     def __init__(
         self,
         client: OpenSearch,
@@ -120,7 +127,6 @@ class OpenSearchSink:
         self.chunk_size = chunk_size
         self.backoff = backoff
         self.describe = describe  # a URL without credentials, for messages
-        self.requests = 0
         # What this sink has checked already, so a follower syncing many times a second does not
         # ask again each time: indices that exist, and indices with their serving settings on.
         self._ready: set[str] = set()
@@ -388,7 +394,6 @@ class OpenSearchSink:
         full answer (index, id, shards, sequence numbers of every item) cost more Python time per
         document than building the request. Items come back in the order they were sent.
         """
-        self.requests += 1
         try:
             response = self.client.bulk(
                 body=b"".join(line for _, line in chunk), filter_path=BULK_ITEM_FIELDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,7 @@ class MemorySink:
     deletes: int = 0
     probes: int = 0
     finished: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def ensure_indices(self, versions: Sequence[IndexVersion[Any]]) -> set[str]:
         created = {v.key for v in versions if v.index not in self.docs}
@@ -83,8 +85,10 @@ class MemorySink:
         self.finished.append(version.key)
 
     def write(self, actions: Sequence[Action]) -> list[Outcome]:
-        self.writes += 1
-        if self.fail_on_write is not None and self.writes >= self.fail_on_write:
+        with self._lock:  # writes may run in several threads (in_flight): count each once
+            self.writes += 1
+            call = self.writes
+        if self.fail_on_write is not None and call >= self.fail_on_write:
             raise SinkUnavailable("memory sink told to fail")
         out = []
         for a in actions:

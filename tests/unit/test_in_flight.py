@@ -6,9 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 
-import pytest
-
-from etl_core import SinkUnavailable, sync
+from etl_core import sync
 from etl_core.cursor import Cursor
 from etl_core.extract import normalise
 from etl_core.load import load
@@ -73,20 +71,6 @@ def test_one_in_flight_sends_the_next_page_only_after_the_last_is_answered() -> 
         in_flight=1,
     )
     assert not sink.overlapped and sink.answered == [1, 2, 3]
-
-
-def test_a_failed_write_with_the_next_in_flight_moves_no_cursor_past_it() -> None:
-    sink, store = MemorySink(fail_on_write=2), MemoryCursorStore()
-    with pytest.raises(SinkUnavailable):
-        sync(
-            [version("v1")],
-            extractor=ListExtractor(SOURCE, ROWS, page_size=2),
-            sink=sink,
-            dead_letters=MemoryDeadLetters(),
-            cursors=store,
-            in_flight=3,
-        )
-    assert store.cursors == {"v1": Cursor(at(2), 2)}
 
 
 class ProbeWatchingSink(MemorySink):

@@ -96,7 +96,9 @@ def test_pipeline_end_state_and_dead_letters() -> None:
     assert sink.finished == ["v1", "v2"]
 
 
-def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page() -> None:
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page(in_flight: int) -> None:
+    """With later pages' writes on their way too, none moves a cursor past the failed one."""
     sink, store = MemorySink(fail_on_write=2), MemoryCursorStore()
     with pytest.raises(SinkUnavailable):
         sync(
@@ -105,6 +107,7 @@ def test_a_failing_sink_leaves_cursors_at_the_last_acknowledged_page() -> None:
             sink=sink,
             dead_letters=MemoryDeadLetters(),
             cursors=store,
+            in_flight=in_flight,
         )
     assert store.cursors == {"v1": Cursor(at(2), 2)}
     assert sink.finished == []
