@@ -83,3 +83,11 @@ def test_settings_name_the_missing_variable_and_never_show_the_password() -> Non
     assert s.state_url == s.source_url
     assert s.source_url.drivername == "postgresql+psycopg"
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)
+
+
+def test_writes_in_flight_are_a_whole_number_of_at_least_one() -> None:
+    env = {"OPENSEARCH_URL": "http://localhost:9200", "SOURCE_DATABASE_URL": "postgresql://u:p@h/db"}
+    assert Settings.from_env(env).bulk_in_flight == 2
+    assert Settings.from_env({**env, "ETL_BULK_IN_FLIGHT": "1"}).bulk_in_flight == 1
+    with pytest.raises(ConfigError, match="ETL_BULK_IN_FLIGHT='0' must be a whole number of at least 1"):
+        Settings.from_env({**env, "ETL_BULK_IN_FLIGHT": "0"})
