@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 from etl_core.collector import fewer_collections
 from etl_core.cursor import Cursor, LogCursor, Position, lowest, merge
-from etl_core.extract import Extractor, normalise, normalise_capture
+from etl_core.extract import normalise, normalise_capture
 from etl_core.load import load, park_dead_letters, resolve_dead_letters
 from etl_core.logs import event
 from etl_core.model import Page, PageProgress, Shard
 from etl_core.prefetch import prefetch
 from etl_core.progress import advance, checkpoint
-from etl_core.protocols import CursorStore, DeadLetterStore, Sink, Stage
+from etl_core.protocols import CursorStore, DeadLetterStore, PageSource, Sink, Stage
 from etl_core.route import route
 from etl_core.versions import IndexVersion, validate_versions
 
@@ -126,7 +126,7 @@ def capture_start(
 def sync(
     versions: Sequence[IndexVersion[R]],
     *,
-    extractor: Extractor[R],
+    extractor: PageSource[R],
     sink: Sink,
     dead_letters: DeadLetterStore,
     cursors: CursorStore,

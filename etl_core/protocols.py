@@ -3,20 +3,63 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from etl_core.cursor import Position
+from etl_core.cursor import Cursor, LogCursor, Position
 from etl_core.model import Action, DeadLetter, Outcome
 from etl_core.versions import IndexVersion
 
+if TYPE_CHECKING:
+    from etl_core.extract import RawPage, Watermark
+    from etl_core.source import Source
+
 A = TypeVar("A", contravariant=True)
 B = TypeVar("B", covariant=True)
+R = TypeVar("R")
 
 
 class Stage(Protocol[A, B]):
     """A pipeline stage: a generator function from one stream to the next."""
 
     def __call__(self, items: Iterator[A], /) -> Iterator[B]: ...
+
+
+class PageSource(Protocol[R]):
+    """What a sync reads its pages through (:class:`etl_core.extract.Extractor`), counting the
+    statements and rows it spent."""
+
+    @property
+    def source(self) -> Source[R]: ...
+
+    @property
+    def page_size(self) -> int: ...
+
+    @property
+    def statements(self) -> int: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def drained(self) -> bool:
+        """The last walk ended because nothing was left below its bound (not cut short)."""
+        ...
+
+    def watermark(self) -> Watermark: ...
+
+    def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]: ...
+
+    def capture_pages(
+        self,
+        after: LogCursor | None,
+        bound: int,
+        follow_from: LogCursor | None = None,
+        *,
+        log: bool = True,
+        until: Any = None,
+        hand_over: bool = True,
+    ) -> Iterator[RawPage]: ...
 
 
 class CursorStore(Protocol):

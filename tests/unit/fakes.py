@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl_core.cursor import Cursor, merge
+from etl_core.cursor import Cursor, LogCursor, Position, merge
 from etl_core.errors import SinkUnavailable
-from etl_core.extract import Watermark
+from etl_core.extract import RawPage, Watermark
 from etl_core.model import Action, DeadLetter, Outcome
 from etl_core.source import Source
 from etl_core.versions import IndexVersion
@@ -24,13 +24,13 @@ def at(seconds: float) -> datetime:
 
 class MemoryCursorStore:
     def __init__(self) -> None:
-        self.cursors: dict[str, Cursor] = {}
-        self.saves: list[dict[str, Cursor]] = []
+        self.cursors: dict[str, Position] = {}
+        self.saves: list[dict[str, Position]] = []
 
-    def load(self, versions: Iterable[str]) -> dict[str, Cursor | None]:
+    def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         return {v: self.cursors.get(v) for v in versions}
 
-    def save(self, cursors: Mapping[str, Cursor]) -> None:
+    def save(self, cursors: Mapping[str, Position]) -> None:
         self.saves.append(dict(cursors))
         for k, c in cursors.items():
             merged = merge(self.cursors.get(k), c)
@@ -57,12 +57,15 @@ class MemoryDeadLetters:
     def resolve(self, version: str, keys: Sequence[str]) -> None:
         self.resolved.extend((version, k) for k in keys)
 
+    def count_open(self, version: str) -> int:
+        return len(self.open_keys([version])[version])
+
 
 @dataclass
 class MemorySink:
     """Keeps documents per index with external_gte semantics; can be told to fail."""
 
-    docs: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
+    docs: dict[str, dict[str, tuple[int | None, bytes]]] = field(default_factory=dict)
     reject: set[tuple[str, str]] = field(default_factory=set)
     fail_on_write: int | None = None
     writes: int = 0
@@ -96,8 +99,8 @@ class MemorySink:
             if (a.version, a.id) in self.reject:
                 out.append(Outcome(a, "failed", "mapper_parsing_exception: rejected"))
                 continue
-            current = index.get(a.id)
-            if current is not None and current[0] > a.external_version:
+            held = index.get(a.id, (None, b""))[0]
+            if held is not None and a.external_version is not None and held > a.external_version:
                 out.append(Outcome(a, "stale"))
             elif a.op == "delete":
                 self.deletes += 1
@@ -119,6 +122,7 @@ class ListExtractor:
     below: datetime = field(default_factory=lambda: at(10_000))
     statements: int = 0
     rows: int = 0
+    drained: bool = False
 
     def watermark(self) -> Watermark:
         self.statements += 1
@@ -126,7 +130,7 @@ class ListExtractor:
 
     def pages(self, after: Cursor | None, below: datetime) -> Iterator[list[tuple[Any, ...]]]:
         fields = self.source.fields
-        ci, ki = fields.index(self.source.changed), fields.index(self.source.key)
+        ci, ki = fields.index(self.source.changed_column), fields.index(self.source.key)
         ordered = sorted((r for r in self.table if r[ci] < below), key=lambda r: (r[ci], r[ki]))
         if after is not None:
             ordered = [r for r in ordered if (r[ci], r[ki]) > tuple(after)]
@@ -139,5 +143,18 @@ class ListExtractor:
             self.rows += len(page)
             yield page
             if len(page) < self.page_size:
+                self.drained = True
                 return
             start += self.page_size
+
+    def capture_pages(
+        self,
+        after: LogCursor | None,
+        bound: int,
+        follow_from: LogCursor | None = None,
+        *,
+        log: bool = True,
+        until: Any = None,
+        hand_over: bool = True,
+    ) -> Iterator[RawPage]:
+        raise NotImplementedError("the list extractor serves a source with a change column only")

@@ -13,7 +13,7 @@ from etl_core.load import load
 from etl_core.model import Action, Outcome, RoutedPage
 from etl_core.route import route_page
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
-from tests.unit.models import SOURCE, version
+from tests.unit.models import SOURCE, Item, version
 
 ROWS = [(i, f"item {i}", 1, at(i), at(i) if i % 2 == 0 else None) for i in range(1, 7)]
 
@@ -103,7 +103,7 @@ def test_a_page_that_may_revisit_keys_waits_for_the_writes_before_it() -> None:
     sink = ProbeWatchingSink()
     page = next(normalise(SOURCE, iter([ROWS])))
     revisit = dataclasses.replace(page, number=2, first_visit=False)
-    pages: list[RoutedPage[object]] = [
+    pages: list[RoutedPage[Item]] = [
         route_page(p, [version("v1")], {}, SOURCE.record_to_json) for p in (page, revisit, revisit)
     ]
     stage = load(sink, SOURCE.record_to_json, prune=True, in_flight=2)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -42,6 +42,7 @@ def test_the_worker_stops_when_the_consumer_stops_and_stays_bounded() -> None:
             yield i
 
     stream = prefetch(2)(produce())
+    assert isinstance(stream, Generator)
     assert next(stream) == 0
     stream.close()  # e.g. the sink failed downstream
     assert len(produced) <= 5  # one handed over, two queued, one in hand: never the whole table

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import orjson
 import pytest
 
 from etl_core import SinkUnavailable, sync
 from etl_core.cursor import Cursor, external_version
 from etl_core.extract import normalise
+from etl_core.model import Page
 from etl_core.pipeline import compose
 from etl_core.retry import Backoff, call_with_retry
 from etl_core.route import route_page
@@ -23,7 +27,7 @@ ROWS = [
 ]
 
 
-def page_of(rows: list[tuple]) -> object:
+def page_of(rows: list[tuple[Any, ...]]) -> Page[Item]:
     return next(normalise(SOURCE, iter([rows])))
 
 
@@ -31,9 +35,10 @@ def test_normalise_builds_frozen_records_with_positions() -> None:
     page = page_of(ROWS)
     assert [c.position for c in page.changes] == [Cursor(at(i), i) for i in range(1, 6)]
     assert [c.deleted for c in page.changes] == [False, False, False, True, False]
-    assert page.changes[0].record == Item(1, "one", 3, at(1), None)
+    record = page.changes[0].record
+    assert record == Item(1, "one", 3, at(1), None)
     with pytest.raises(AttributeError):
-        page.changes[0].record.qty = 9  # type: ignore[misc]
+        record.qty = 9  # type: ignore[misc]
 
 
 def test_route_filters_by_each_versions_own_cursor_and_predicate() -> None:
@@ -55,7 +60,7 @@ def test_route_filters_by_each_versions_own_cursor_and_predicate() -> None:
     assert b3.dead_letters[0].reason == "transform: ValueError: name is required"
     assert b3.dead_letters[0].payload == {"id": 3, "name": None, "qty": 1, "changed": at(3), "gone": None}
     first = b3.actions[0]
-    assert orjson.loads(first.body) == {"name": "one", "qty": 3}
+    assert first.body is not None and orjson.loads(first.body) == {"name": "one", "qty": 3}
     assert first.external_version == external_version(at(1))
 
 
@@ -138,10 +143,10 @@ def test_a_version_ahead_of_the_lane_never_moves_back() -> None:
 
 
 def test_compose_applies_stages_left_to_right() -> None:
-    def double(xs):
+    def double(xs: Iterator[int]) -> Iterator[int]:
         return (x * 2 for x in xs)
 
-    def inc(xs):
+    def inc(xs: Iterator[int]) -> Iterator[int]:
         return (x + 1 for x in xs)
 
     assert list(compose(double, inc)(iter([1, 2]))) == [3, 5]
@@ -149,7 +154,7 @@ def test_compose_applies_stages_left_to_right() -> None:
 
 def test_retry_backs_off_then_gives_up_on_the_last_error() -> None:
     sleeps: list[float] = []
-    calls = iter([OSError("a"), OSError("b"), "ok"])
+    calls: Iterator[OSError | str] = iter([OSError("a"), OSError("b"), "ok"])
 
     def flaky() -> str:
         v = next(calls)
@@ -166,9 +171,10 @@ def test_retry_backs_off_then_gives_up_on_the_last_error() -> None:
 
     with pytest.raises(OSError, match="down"):
         call_with_retry(broken, retry_on=lambda e: True, backoff=backoff, sleep=sleeps.append)
+    empty: dict[str, int] = {}
     with pytest.raises(KeyError):  # not retryable: raised at once
         call_with_retry(
-            lambda: {}["x"],
+            lambda: empty["x"],
             retry_on=lambda e: isinstance(e, OSError),
             backoff=backoff,
             sleep=lambda s: pytest.fail("slept"),
