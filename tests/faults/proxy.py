@@ -101,6 +101,7 @@ class FaultProxy:
                             )
                     data = json.dumps({"took": 1, "errors": True, "items": out}).encode()
                     return self._reply(200, data)
+                assert proxy.upstream.hostname is not None
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {
                     k: v

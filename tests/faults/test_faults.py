@@ -143,7 +143,8 @@ def test_postgres_connections_killed_mid_extraction(harness: Harness, admin_engi
         h.sync(versions, extractor=Extractor(dead, CATALOGUE, backoff=quick))
     message = str(failure.value)
     assert "after 3 attempts" in message and "SOURCE_DATABASE_URL" in message
-    assert h.source_engine.url.password not in message
+    password = h.source_engine.url.password
+    assert password is not None and password not in message
     assert h.cursors.load(v.key for v in versions) == cursors
 
 
@@ -228,9 +229,9 @@ def test_bad_rows_become_dead_letters_with_reasons(harness: Harness) -> None:
     versions = h.versions
     result = h.sync(versions)
     letters = {(d["version"], d["key"]): d["reason"] for d in h.dead_letters.open_letters()}
-    for v in ("v1", "v2", "v3"):
-        assert letters[(v, "10")].startswith("transform: MissingField: name is NULL")
-        assert "immense term" in letters[(v, "11")] or "max_bytes" in letters[(v, "11")]
+    for key in ("v1", "v2", "v3"):
+        assert letters[(key, "10")].startswith("transform: MissingField: name is NULL")
+        assert "immense term" in letters[(key, "11")] or "max_bytes" in letters[(key, "11")]
     assert "mapper_parsing_exception" in letters[("v2", "12")]
     assert set(letters) == {(v, k) for v in ("v1", "v2", "v3") for k in ("10", "11")} | {("v2", "12")}
     cursors = {t.cursor for t in result.versions.values()}  # all through the source, to the log

@@ -16,6 +16,7 @@ from opensearchpy import OpenSearchWarning
 from sqlalchemy import text
 
 from catalogue.generate import generate
+from catalogue.source import Product
 from catalogue.versions import V1, V2, V3
 from etl_core import ConfigError, IndexVersion, OpenSearchSink, make_client
 from etl_core.reconcile import reconcile
@@ -45,7 +46,7 @@ def letters_of(h: Harness) -> dict[tuple[str, str], str]:
     return {(d["version"], d["key"]): d["reason"] for d in h.dead_letters.open_letters()}
 
 
-def assert_parity_except(h: Harness, versions: list[IndexVersion[object]]) -> int:
+def assert_parity_except(h: Harness, versions: list[IndexVersion[Product]]) -> int:
     """Every document equals its transform, and every missing one has an open letter saying why."""
     letters = letters_of(h)
     live = {str(r.id) for r in h.source_records() if r.deleted_at is None}

@@ -93,7 +93,7 @@ def test_hostile_identifiers_are_quoted(harness: Harness) -> None:
         hostile.c["select"], hostile.c['na"me'].label("name"), hostile.c["order by"].label("order_by")
     )
     source = Source("hostile", sel, Item, key="select", changed="order_by")
-    version = IndexVersion("v1", f"{h.prefix}_hostile", lambda i: {"name": i.name})
+    version: IndexVersion[Item] = IndexVersion("v1", f"{h.prefix}_hostile", lambda i: {"name": i.name})
     h.sync([version], extractor=Extractor(h.source_engine, source, page_size=20))
     assert h.documents(version) == {str(i): {"name": f"n{i}"} for i in range(1, 51)}
     with h.source_engine.connect() as conn:  # and nothing was injected

@@ -61,7 +61,7 @@ class Harness:
         kw.setdefault("backoff", FAST_BACKOFF)
         return Extractor(self.source_engine, self.source, **kw)
 
-    def sync(self, versions: Sequence[IndexVersion[Product]], **kw: Any) -> SyncResult:
+    def sync(self, versions: Sequence[IndexVersion[Any]], **kw: Any) -> SyncResult:
         kw.setdefault("extractor", self.extractor())
         kw.setdefault("sink", self.sink)
         kw.setdefault("dead_letters", self.dead_letters)
@@ -90,14 +90,14 @@ class Harness:
             out[str(record.id)] = orjson.loads(orjson.dumps(doc))
         return out
 
-    def documents(self, version: IndexVersion[Product]) -> dict[str, Any]:
+    def documents(self, version: IndexVersion[Any]) -> dict[str, Any]:
         self.client.indices.refresh(index=version.index)
         return {
             hit["_id"]: hit["_source"]
             for hit in helpers.scan(self.client, index=version.index, query={"query": {"match_all": {}}})
         }
 
-    def versions_of(self, version: IndexVersion[Product]) -> dict[str, int]:
+    def versions_of(self, version: IndexVersion[Any]) -> dict[str, int]:
         self.client.indices.refresh(index=version.index)
         return {
             hit["_id"]: hit["_version"]

@@ -12,6 +12,7 @@ import dataclasses
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ def extractor(h: Harness, engine: Engine | None = None, **kw: Any) -> Extractor[
     return Extractor(engine or h.source_engine, CATALOGUE, backoff=FAST_BACKOFF, **kw)
 
 
-def sync(h: Harness, versions: list[Any], **kw: Any) -> SyncResult:
+def sync(h: Harness, versions: Sequence[Any], **kw: Any) -> SyncResult:
     kw.setdefault("extractor", extractor(h))
     return h.sync(versions, **kw)
 
@@ -170,7 +171,10 @@ def test_trimming_keeps_every_entry_a_lagging_version_has_not_read(h: Harness) -
     v1, v2 = h.versions[0], h.versions[1]
     sync(h, [v1, v2])
     trimmer = extractor(h)
-    trim_all = lambda: trimmer.trim(list(h.cursors.load([v1.key, v2.key]).values()))  # noqa: E731
+
+    def trim_all() -> int:
+        return trimmer.trim(list(h.cursors.load([v1.key, v2.key]).values()))
+
     trim_all()
     assert log_entries(h) == 0
 

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 
 from catalogue.generate import generate
+from catalogue.source import Product
 from catalogue.versions import V1, V2
+from etl_core import IndexVersion
 from etl_core.lifecycle import LifecycleRefused, Lifecycles, cut_over, delete_expired, retire
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
-from etl_core.validation import validate
+from etl_core.validation import ValidationReport, validate
 from tests.integration.harness import Harness
 from tests.integration.test_sync import assert_parity, behind_capture, execute
 
@@ -57,7 +59,7 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
     life = Lifecycles(h.state)
     h.sync([v1, v2])
 
-    def check(v):
+    def check(v: IndexVersion[Product]) -> ValidationReport:
         report = validate(
             v, extractor=h.extractor(), sink=h.sink, dead_letters=h.dead_letters, cursors=h.cursors
         )

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import Engine, text
 
 from catalogue.generate import generate
-from catalogue.source import CATALOGUE
+from catalogue.source import CATALOGUE, Product
 from catalogue.versions import V1, V2, V3
-from etl_core import OpenSearchSink, SinkUnavailable, make_client
+from etl_core import IndexVersion, OpenSearchSink, SinkUnavailable, make_client
+from etl_core.cursor import Cursor, Position
 from etl_core.errors import ConfigError
 from etl_core.extract import Extractor, Watermark, normalise_capture
 from etl_core.load import load
+from etl_core.model import Action, Outcome
 from etl_core.route import route
 from etl_core.settings import make_engine
 from tests.integration.harness import FAST_BACKOFF, Harness
@@ -39,7 +42,7 @@ def behind_capture(h: Harness, sql: str) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
-def assert_parity(h: Harness, *versions: object) -> int:
+def assert_parity(h: Harness, *versions: IndexVersion[Product]) -> int:
     compared = 0
     for v in versions:
         expected, actual = h.expected(v), h.documents(v)
@@ -104,14 +107,21 @@ def test_cursors_never_move_backwards_and_a_replayed_page_changes_nothing(h: Har
     versions = h.versions
     # keep the pages as they were read before any update: the "old pages" we will replay
     reader = h.extractor()
-    old_pages = list(normalise_capture(CATALOGUE, reader.capture_pages(None, reader.watermark().below)))
+    bound = reader.watermark().below
+    assert isinstance(bound, int)  # a source with change capture: the snapshot's xmin
+    old_pages = list(normalise_capture(CATALOGUE, reader.capture_pages(None, bound)))
     first = h.sync(versions)
     execute(h, "UPDATE products SET name = name || ' v2', stock = stock + 1 WHERE id <= 40")
     second = h.sync(versions)
     for v in versions:
-        assert second.versions[v.key].cursor > first.versions[v.key].cursor
+        was, now = first.versions[v.key].cursor, second.versions[v.key].cursor
+        assert was is not None and now is not None and now > was
     # an older cursor offered to the store is ignored
-    stale = {v.key: first.versions[v.key].cursor for v in versions}
+    stale: dict[str, Position] = {}
+    for v in versions:
+        cursor = first.versions[v.key].cursor
+        assert cursor is not None
+        stale[v.key] = cursor
     h.cursors.save(stale)
     assert h.cursors.load(v.key for v in versions) == {v.key: second.versions[v.key].cursor for v in versions}
 
@@ -178,7 +188,7 @@ def test_a_transaction_committing_below_the_cursor_is_picked_up_next_time(by_col
     naive = h.version(V1, "naive")
     h.sync([safe, naive])
 
-    class NaiveExtractor(Extractor):
+    class NaiveExtractor(Extractor[Product]):
         """What a sync bounded by now() would do: the control that shows the race is real."""
 
         def watermark(self) -> Watermark:
@@ -193,8 +203,10 @@ def test_a_transaction_committing_below_the_cursor_is_picked_up_next_time(by_col
     execute(h, "UPDATE products SET name = 'early writer' WHERE id = 20")
     during_safe = h.sync([safe])
     during_naive = h.sync([naive], extractor=NaiveExtractor(h.source_engine, h.source, page_size=50))
-    assert during_naive.versions["naive"].cursor.changed_at > stamped  # passed the open row
-    assert during_safe.versions["safe"].cursor.changed_at < stamped  # waited below it
+    naive_at, safe_at = during_naive.versions["naive"].cursor, during_safe.versions["safe"].cursor
+    assert isinstance(naive_at, Cursor) and isinstance(safe_at, Cursor)
+    assert naive_at.changed_at > stamped  # passed the open row
+    assert safe_at.changed_at < stamped  # waited below it
     tx.commit()
     long_tx.close()
 
@@ -276,11 +288,11 @@ def test_an_unreachable_opensearch_fails_the_sync_and_moves_no_cursor(h: Harness
         def __getattr__(self, name: str) -> object:
             return getattr(h.sink, name)
 
-        def write(self, actions):
+        def write(self, actions: Sequence[Action]) -> list[Outcome]:
             self.writes += 1
             return (h.sink if self.writes == 1 else dead).write(actions)
 
-    first_page = {}
+    first_page: dict[str, Position] = {}
     with pytest.raises(SinkUnavailable):
         h.sync(versions, sink=DiesAfterFirstPage(), on_page=lambda p: first_page.setdefault("last", p.last))
     assert h.cursors.load(v.key for v in versions) == dict.fromkeys(["v1", "v2"], first_page["last"])

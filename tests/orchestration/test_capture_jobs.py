@@ -27,7 +27,7 @@ def test_the_change_tracking_job_plans_applies_and_removes(project: Project) -> 
     [materialised] = [
         e.step_output_data.metadata for e in plan.all_node_events if e.event_type_value == "STEP_OUTPUT"
     ]
-    assert "CREATE OR REPLACE TRIGGER etl_track_catalogue_upd" in materialised["ddl"].value
+    assert "CREATE OR REPLACE TRIGGER etl_track_catalogue_upd" in str(materialised["ddl"].value)
     for action, installed in (("status", True), ("remove", False), ("status", False), ("apply", True)):
         result = project.run_job("catalogue_change_tracking", action=action)
         assert result.success
@@ -75,7 +75,7 @@ def test_a_follow_run_keeps_the_live_lane_in_step_and_is_never_doubled(project: 
         for e in project.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
         if e.asset_observation is not None
     ]
-    positions = [position_from_json(m["cursor"].value) for m in observed if "checkpoint" in m]
+    positions = [position_from_json(dict(m["cursor"].value)) for m in observed if "checkpoint" in m]  # type: ignore[arg-type]
     assert len(positions) >= 2 and positions == sorted(positions) and positions[-1] > positions[0]
     assert {h.documents(v1)[str(p)]["name"] for p in range(10, 20)} == {
         f"followed {p}" for p in range(10, 20)

@@ -4,7 +4,14 @@ that ignored subsetting."""
 from __future__ import annotations
 
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetObservation, MetadataValue
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetObservation,
+    MetadataValue,
+)
 
 from catalogue.generate import generate
 from catalogue.versions import V1
@@ -55,7 +62,7 @@ def test_one_validation_check_alone_yields_that_check_alone(project: Project) ->
     assert full["documents_match_transform"] == AssetCheckSeverity.ERROR and len(full) == 4
 
 
-def project_checks(project: Project) -> list[object]:
+def project_checks(project: Project) -> list[AssetCheckEvaluation]:
     assert project.defs is not None
     with project.pinned():
         job = project.defs.resolve_job_def("catalogue_validate")

@@ -91,6 +91,7 @@ def test_zero_downtime_migration_end_to_end(project: Project) -> None:
     try:
         project.declare([v1, v2], read_alias=alias, catch_up_pages=5)
         first = project.sensor_tick()
+        assert first.run_requests is not None
         requests, merged, cursors = list(first.run_requests), False, []
         for _ in range(40):
             for request in requests:
@@ -180,7 +181,9 @@ def test_validation_fails_on_a_tampered_document_and_reconciliation_repairs_it(
 
     refused = project.run_job("catalogue_cut_over", version="v2")
     assert not refused.success
-    failure = refused.get_step_failure_events()[0].event_specific_data.error.message
+    error = refused.get_step_failure_events()[0].step_failure_data.error
+    assert error is not None
+    failure = error.message
     assert "failed validation" in failure and "['77']" in failure
     assert h.sink.alias_targets(alias) == []
 

@@ -54,6 +54,7 @@ def test_passwords_never_leak(
             ):
                 project.engine = sync_engine
                 project.declare([h.version(V1)])
+                assert project.defs is not None
                 with project.pinned():
                     job = project.defs.resolve_job_def("catalogue_sync")
                 runs.append(
@@ -69,7 +70,7 @@ def test_passwords_never_leak(
         for entry in project.instance.all_logs(run.run_id):
             haystacks.append(repr(entry))
         for failure in run.get_step_failure_events():
-            haystacks.append(str(failure.event_specific_data.error))
+            haystacks.append(str(failure.step_failure_data.error))
     meta = project.metadata("v1")
     haystacks.append(repr(meta))
     assert meta["docs_indexed"] == 200

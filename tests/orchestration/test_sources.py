@@ -65,8 +65,8 @@ def test_two_sources_share_a_code_location_and_an_instance_without_sharing_state
 
     assert_parity(h, catalogue_v1)
     with h.source_engine.connect() as conn:
-        names = dict(conn.execute(text("SELECT id::text, name FROM brands")).all())
-    brand_docs = h.documents(brands_v1)  # type: ignore[arg-type]
+        names = {str(i): str(n) for i, n in conn.execute(text("SELECT id::text, name FROM brands"))}
+    brand_docs = h.documents(brands_v1)
     assert {k: d["name"] for k, d in brand_docs.items()} == names and names
 
 

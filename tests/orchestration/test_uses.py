@@ -92,6 +92,7 @@ def test_declaring_v3_adds_its_partition_and_backfills_it_while_v1_v2_keep_synci
 
     project.declare([v1, v2, v3])  # a deploy that declares v3
     first = project.sensor_tick()
+    assert first.run_requests is not None
     assert project.instance.get_dynamic_partitions("catalogue_versions") == ["v1", "v2", "v3"]
     assert [r.tags["etl/lane"] for r in first.run_requests] == ["v3"]
     assert first.run_requests[0].run_config["ops"]["catalogue_index"]["config"]["max_pages"] == 3

@@ -57,7 +57,7 @@ class DagsterDev:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             for process in self.processes:
-                assert process.poll() is None, f"{process.args} exited; see {self.log}"
+                assert process.poll() is None, f"{process.args!r} exited; see {self.log}"
             try:
                 data = self.graphql('{ assetOrError(assetKey: {path: ["catalogue_index"]}) { __typename } }')
                 if data["assetOrError"]["__typename"] == "Asset":

@@ -4,6 +4,7 @@ never two syncs at once, and history read back after a restart."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
@@ -71,13 +72,16 @@ def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=PORT)
-    submit = dict(
-        job_name="catalogue_sync",
-        repository_location_name="search_sync",
-        repository_name="__repository__",
-        tags=lane_tags("catalogue", ["v2"]),
-    )
-    first, second = client.submit_job_execution(**submit), client.submit_job_execution(**submit)
+
+    def submit() -> str:
+        return client.submit_job_execution(
+            job_name="catalogue_sync",
+            repository_location_name="search_sync",
+            repository_name="__repository__",
+            tags=lane_tags("catalogue", ["v2"]),
+        )
+
+    first, second = submit(), submit()
 
     seen_waiting = False
     deadline = time.monotonic() + 240
@@ -100,6 +104,7 @@ def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:
     }
     assert {r.dagster_run.status for r in records.values()} == {DagsterRunStatus.SUCCESS}
     earlier, later = sorted(records.values(), key=lambda r: r.start_time or 0)
+    assert later.start_time is not None and earlier.end_time is not None
     assert later.start_time >= earlier.end_time  # the second started after the first ended
     # the second found nothing new: the first had already brought v2 up to the watermark
     assert latest_metadata(dagster_dev, "v2")["docs_indexed"] == 0
@@ -131,7 +136,7 @@ def test_run_history_and_cursors_survive_a_webserver_restart(dagster_dev: Dagste
     assert {r["runId"]: r["status"] for r in after["runsOrError"]["results"]} == runs_before
     mats = after["assetOrError"]["assetMaterializations"]
     assert mats == before["assetOrError"]["assetMaterializations"]
-    by_partition: dict[str, list[dict[str, object]]] = {}
+    by_partition: dict[str, list[dict[str, Any]]] = {}
     for m in mats:
         by_partition.setdefault(m["partition"], []).append(m)
     assert set(by_partition) == {"v1", "v2"} and len(by_partition["v2"]) == 2
