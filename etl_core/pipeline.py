@@ -148,6 +148,9 @@ def sync(
     sent. Without it every delete is sent: a versioned delete leaves a tombstone that refuses an
     older write still in flight from another sync.
 
+    ``in_flight``: pages whose writes may be on their way at once (:func:`etl_core.load.load`);
+    ``prefetch_pages``: pages read and routed ahead of the writes (:mod:`etl_core.prefetch`).
+
     ``shard``: walk one key range of a sharded backfill (:mod:`etl_core.shards`) below the plan's
     bound; ``cursors`` then keep the shard's own progress, and the walk ends without a hand-over.
     """
