@@ -61,6 +61,7 @@ class Connections:
             password=s.opensearch_password,
             verify_certs=s.opensearch_verify_certs,
             ca_certs=s.opensearch_ca_certs,
+            connections=s.bulk_in_flight + 2,
         )
         self.state = StateSchema(self.state_engine, self.scope, s.state_schema)
         self.sink = OpenSearchSink(

@@ -56,7 +56,9 @@ def load(
     come out in order, each only once its own write (and every earlier one) is acknowledged, so
     cursors move exactly as with one. Only pages whose keys the run cannot have written before
     (a keyset walk below a fixed bound) overlap: a log page waits for the writes before it,
-    because its probe for existing documents must see them.
+    because its probe for existing documents must see them, and is then written in this thread
+    (a follower's pages all are). A first-visit page's probe may run while earlier pages' writes
+    are in flight: they hold other keys.
     """
 
     def send(routed: RoutedPage[R]) -> list[Outcome]:
@@ -82,6 +84,9 @@ def load(
                         while window:
                             done, outcomes = window.popleft()
                             yield _fold(done, outcomes.result(), payload_of)
+                        prepare(routed)
+                        yield _fold(routed, send(routed), payload_of)
+                        continue
                     prepare(routed)
                     window.append((routed, writers.submit(send, routed)))
                     while len(window) >= in_flight:

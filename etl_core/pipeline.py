@@ -30,8 +30,23 @@ R = TypeVar("R")
 
 
 def compose(*stages: Stage[Any, Any]) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """Left-to-right composition of stream stages: ``compose(f, g)(xs) == g(f(xs))``."""
-    return lambda items: reduce(lambda stream, stage: stage(stream), stages, items)
+    """Left-to-right composition of stream stages: ``compose(f, g)(xs) == g(f(xs))``.
+
+    When a stage ends, however it ends, the stream it read is closed at once, down to the first
+    stage: a failure late in the pipeline (a checkpoint the state database refused) then stops
+    the earlier stages' threads and waits for their writes in flight before the error leaves
+    :func:`sync` and the caller releases the lane. Without it they would run on until garbage
+    collection, which the error's traceback delays."""
+    return lambda items: reduce(lambda stream, stage: _closing(stage, stream), stages, items)
+
+
+def _closing(stage: Stage[Any, Any], items: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from stage(items)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(slots=True)

@@ -49,9 +49,12 @@ def make_client(
     verify_certs: bool = True,
     ca_certs: str | None = None,
     timeout: float = 30.0,
+    connections: int = 4,
 ) -> OpenSearch:
     """A client whose own transport does not retry: :class:`OpenSearchSink` retries with backoff
-    instead, so the retry budget is one number, not two multiplied."""
+    instead, so the retry budget is one number, not two multiplied. ``connections``: how many
+    connections to the node are kept open, at least the writes in flight and the probes beside
+    them (urllib3 keeps one by default, and would open and drop a new one for each other)."""
     auth = (user, password) if user and password else None
     return OpenSearch(
         hosts=[url],
@@ -64,6 +67,7 @@ def make_client(
         retry_on_timeout=False,
         serializer=OrjsonSerializer(),
         http_compress=False,
+        pool_maxsize=connections,
     )
 
 
@@ -182,10 +186,10 @@ class OpenSearchSink:
                     for level in ("transient", "persistent", "defaults")
                     if level in settings
                 ]
-                self._max_content_length = f"the node's http.max_content_length is {found[0]}"
+                limit = f"the node's http.max_content_length is {found[0]}"
             except (OpenSearchException, LookupError):
-                self._max_content_length = "the node's http.max_content_length could not be read"
-            self._max_content_length += "; a proxy in front of it may allow less"
+                limit = "the node's http.max_content_length could not be read"
+            self._max_content_length = limit + "; a proxy in front of it may allow less"
         return self._max_content_length
 
     def ensure_index(self, version: IndexVersion[Any]) -> bool:

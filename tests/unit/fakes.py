@@ -88,10 +88,12 @@ class MemorySink:
         self.finished.append(version.key)
 
     def write(self, actions: Sequence[Action]) -> list[Outcome]:
-        with self._lock:  # writes may run in several threads (in_flight): count each once
-            self.writes += 1
-            call = self.writes
-        if self.fail_on_write is not None and call >= self.fail_on_write:
+        with self._lock:  # writes may run in several threads (in_flight): one at a time here
+            return self._write(actions)
+
+    def _write(self, actions: Sequence[Action]) -> list[Outcome]:
+        self.writes += 1
+        if self.fail_on_write is not None and self.writes >= self.fail_on_write:
             raise SinkUnavailable("memory sink told to fail")
         out = []
         for a in actions:

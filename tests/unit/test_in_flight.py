@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from etl_core import sync
-from etl_core.cursor import Cursor
+from etl_core.cursor import Cursor, Position
+from etl_core.errors import StateUnavailable
 from etl_core.extract import normalise
 from etl_core.load import load
 from etl_core.model import Action, Outcome, RoutedPage
@@ -110,3 +111,56 @@ def test_a_page_that_may_revisit_keys_waits_for_the_writes_before_it() -> None:
     done = list(stage(iter(pages)))
     assert len(done) == 3
     assert sink.during_probe == [0, 0, 0]
+
+
+class SlowSecondSink(MemorySink):
+    """The second page's write takes a while; ``second_began`` is set when it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered: list[int] = []
+        self.second_began = threading.Event()
+        self._calls = 0
+
+    def write(self, actions: Sequence[Action]) -> list[Outcome]:
+        self._calls += 1
+        call = self._calls
+        if call == 2:
+            self.second_began.set()
+            threading.Event().wait(0.3)
+        out = super().write(actions)
+        self.answered.append(call)
+        return out
+
+
+class RefusingCursorStore(MemoryCursorStore):
+    """The state database refuses the first checkpoint, once the second page's write is on its
+    way (a write not yet begun is simply not sent)."""
+
+    def __init__(self, sink: SlowSecondSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def save(self, cursors: Mapping[str, Position]) -> None:
+        assert self.sink.second_began.wait(timeout=5)
+        raise StateUnavailable("state database told to fail")
+
+
+def test_a_failure_after_the_writes_leaves_no_write_running_once_the_sync_has_raised() -> None:
+    """A caller releases the lane when the error reaches it: no write of the run may land later."""
+    sink = SlowSecondSink()
+    caught: StateUnavailable | None = None
+    try:
+        sync(
+            [version("v1")],
+            extractor=ListExtractor(SOURCE, ROWS, page_size=2),
+            sink=sink,
+            dead_letters=MemoryDeadLetters(),
+            cursors=RefusingCursorStore(sink),
+            in_flight=2,
+        )
+    except StateUnavailable as error:
+        caught = error  # a caller keeps the error to report it (Dagster does), and its traceback
+    assert caught is not None
+    assert sink.answered == [1, 2]  # page 2's write had begun; it ended before the error left
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("etl-bulk", "etl-prefetch"))]
