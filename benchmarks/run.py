@@ -130,23 +130,19 @@ def pin(opensearch: set[int], others: set[int]) -> None:
     os.sched_setaffinity(0, others)
 
 
-def core_seconds() -> Callable[[], float]:
-    """A stopwatch of CPU seconds (this process and the local services) from now."""
+def cpu_stopwatch() -> Callable[[], dict[str, float]]:
+    """A stopwatch of CPU seconds from now, by process: ``python`` (this one), ``opensearch`` and
+    ``postgres`` (the local services)."""
     python_before, services_before = cpu_seconds(), service_cpu()
 
-    def spent() -> float:
+    def spent() -> dict[str, float]:
         services = service_cpu()
-        return cpu_seconds() - python_before + sum(services[k] - services_before[k] for k in services)
+        return {
+            "python": cpu_seconds() - python_before,
+            **{k: services[k] - services_before[k] for k in services},
+        }
 
     return spent
-
-
-def cpu_shares(before: dict[str, float], python_before: float, docs: int) -> dict[str, float]:
-    """Core-µs per document of this process and of each local service since ``before``."""
-    after = service_cpu()
-    shares = {f"{k}_cpu_us_per_doc": (after[k] - before[k]) * 1e6 / docs for k in after}
-    shares["python_cpu_us_per_doc"] = (cpu_seconds() - python_before) * 1e6 / docs
-    return shares
 
 
 def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[float, Any]:
@@ -300,9 +296,9 @@ def measure(args: argparse.Namespace) -> int:
     }
 
     log("extract only")
-    spent = core_seconds()
+    spent = cpu_stopwatch()
     r["extract_only_s"], rows = extract_only(conns)
-    r["extract_only_core_s"] = spent()
+    r["extract_only_core_s"] = sum(spent().values())
     assert rows == args.rows
     r["extract_rows_per_s"] = rows / r["extract_only_s"]
 
@@ -310,13 +306,13 @@ def measure(args: argparse.Namespace) -> int:
     r.update(ceiling(conns, versions[0]))
 
     log("pipeline: v1 alone")
-    cpu_before, services_before = cpu_seconds(), service_cpu()
+    spent = cpu_stopwatch()
     s, _ = timed_sync(conns, fresh(versions[:1], f"p{run}"))
     r["pipeline_1v_s"], r["pipeline_docs_per_s"] = s, args.rows / s
     # CPU per document of the whole sync, by process: this one (extraction's decoding, normalise,
     # transform, serialise, the _bulk bodies), the OpenSearch JVM and PostgreSQL, all on the same
     # cores. Their sum against the cores is the model of what bounds the pipeline on this node.
-    shares = {f"pipeline_{k}": v for k, v in cpu_shares(services_before, cpu_before, args.rows).items()}
+    shares = {f"pipeline_{k}_cpu_us_per_doc": v * 1e6 / args.rows for k, v in spent().items()}
     r.update(shares)
     r["pipeline_cpu_us_per_doc"] = r["pipeline_python_cpu_us_per_doc"]  # the name issue 14 reports
     r["pipeline_core_us_per_doc"] = sum(shares.values())
@@ -324,21 +320,21 @@ def measure(args: argparse.Namespace) -> int:
 
     log(f"pipeline: {args.versions} versions in one lane")
     shared = fresh(versions, f"s{run}")
-    spent = core_seconds()
+    spent = cpu_stopwatch()
     s, result = timed_sync(conns, shared)
-    r["shared_3v_core_s"] = spent()
+    r["shared_3v_core_s"] = sum(spent().values())
     r["shared_3v_s"], r["shared_rows_read"] = s, result.rows_read
     r["statements_shared"], r["pages"] = result.statements, result.pages
 
     log(f"pipeline: the same {args.versions} versions as separate runs")
     separate_s, separate_rows = 0.0, 0
-    spent = core_seconds()
+    spent = cpu_stopwatch()
     for v in fresh(versions, f"x{run}"):
         s, result = timed_sync(conns, [v])
         separate_s += s
         separate_rows += result.rows_read
     r["separate_3v_s"], r["separate_rows_read"] = separate_s, separate_rows
-    r["separate_3v_core_s"] = spent()
+    r["separate_3v_core_s"] = sum(spent().values())
 
     log("incremental: 1 % of the rows changed, into the shared lane")
     with conns.source_engine.begin() as conn:

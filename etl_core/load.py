@@ -71,30 +71,27 @@ def load(
                 _prune_deletes(sink, batch, key in new_indices and routed.page.first_visit)
 
     def stage(pages: Iterator[RoutedPage[R]]) -> Iterator[RoutedPage[R]]:
-        if in_flight <= 1:
-            for routed in pages:
-                prepare(routed)
-                yield _fold(routed, send(routed), payload_of)
-            return
         window: deque[tuple[RoutedPage[R], Future[list[Outcome]]]] = deque()
-        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="etl-bulk") as writers:
+
+        def acknowledged(keep: int) -> Iterator[RoutedPage[R]]:
+            """The oldest pages of the window, answered, until ``keep`` are left on their way."""
+            while len(window) > keep:
+                done, outcomes = window.popleft()
+                yield _fold(done, outcomes.result(), payload_of)
+
+        # threads start at the first write sent ahead: none with one in flight, none for log pages
+        with ThreadPoolExecutor(max_workers=max(in_flight, 1), thread_name_prefix="etl-bulk") as writers:
             try:
                 for routed in pages:
-                    if not routed.page.first_visit:  # it may revisit keys of the pages in flight
-                        while window:
-                            done, outcomes = window.popleft()
-                            yield _fold(done, outcomes.result(), payload_of)
+                    if in_flight <= 1 or not routed.page.first_visit:  # may revisit keys in flight
+                        yield from acknowledged(0)
                         prepare(routed)
                         yield _fold(routed, send(routed), payload_of)
                         continue
                     prepare(routed)
                     window.append((routed, writers.submit(send, routed)))
-                    while len(window) >= in_flight:
-                        done, outcomes = window.popleft()
-                        yield _fold(done, outcomes.result(), payload_of)
-                while window:
-                    done, outcomes = window.popleft()
-                    yield _fold(done, outcomes.result(), payload_of)
+                    yield from acknowledged(in_flight - 1)
+                yield from acknowledged(0)
             finally:
                 for _, outcomes in window:  # a failure or an early stop: send nothing more
                     outcomes.cancel()
