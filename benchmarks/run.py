@@ -29,7 +29,6 @@ from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion
 from etl_core.connect import Connections
-from etl_core.extract import normalise_capture
 from etl_core.model import Page
 from etl_core.route import serialise
 from etl_core.settings import Settings, make_engine
@@ -154,9 +153,7 @@ def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[f
 def walk(conns: Connections) -> Iterator[Page[Any]]:
     """The pages a full sync reads: the backfill by key, then the (empty) log after it."""
     extractor = conns.extractor(CATALOGUE)
-    bound = extractor.watermark().below
-    assert isinstance(bound, int)
-    return normalise_capture(CATALOGUE, extractor.capture_pages(None, bound))
+    return extractor.changes({"walk": None}, extractor.watermark())
 
 
 def extract_only(conns: Connections) -> tuple[float, int]:

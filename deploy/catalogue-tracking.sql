@@ -8,34 +8,49 @@ CREATE TABLE IF NOT EXISTS etl_state.catalogue_changes (
     seq BIGINT GENERATED ALWAYS AS IDENTITY,
     xid BIGINT NOT NULL,
     tbl TEXT NOT NULL,
-    key TEXT NOT NULL,
+    key TEXT,
+    keys TEXT[],
     op TEXT NOT NULL,
     at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     CONSTRAINT catalogue_changes_pkey PRIMARY KEY (xid, seq),
-    CONSTRAINT catalogue_changes_op CHECK (op IN ('I', 'U', 'D'))
+    CONSTRAINT catalogue_changes_ops CHECK (op IN ('I', 'U', 'D', 'T'))
 );
 
--- products: logs products.id on INSERT, UPDATE (old and new) and DELETE.
+ALTER TABLE etl_state.catalogue_changes ADD COLUMN IF NOT EXISTS keys TEXT[];
+
+ALTER TABLE etl_state.catalogue_changes ALTER COLUMN key DROP NOT NULL;
+
+ALTER TABLE etl_state.catalogue_changes DROP CONSTRAINT IF EXISTS catalogue_changes_op;
+
+-- products: logs products.id on INSERT, UPDATE and DELETE (one entry per statement), its old value when an UPDATE changes it, and TRUNCATE.
 -- It is the root key.
 CREATE OR REPLACE FUNCTION etl_state.etl_track_catalogue_products() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $etl_track$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'products', v.id::text, 'I'
-        FROM (SELECT DISTINCT id FROM new_rows) AS v
-        WHERE v.id IS NOT NULL;
+    IF TG_LEVEL = 'ROW' THEN  -- the logged column itself changed: its old value
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        VALUES (pg_current_xact_id()::text::bigint, 'products', ARRAY[OLD.id::text], 'U');
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'products', a.k, 'I'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'products', v.id::text, 'U'
-        FROM (SELECT id FROM new_rows UNION SELECT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
-    ELSE
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'products', v.id::text, 'D'
-        FROM (SELECT DISTINCT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'products', a.k, 'U'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'products', a.k, 'D'
+        FROM (SELECT array_agg(id::text) AS k FROM old_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSE  -- TRUNCATE: every row is gone, which ones is not known
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op) VALUES (pg_current_xact_id()::text::bigint, 'products', '{}', 'T');
     END IF;
     IF FOUND THEN
         PERFORM pg_notify('etl_catalogue', '');
@@ -49,34 +64,61 @@ CREATE OR REPLACE TRIGGER etl_track_catalogue_ins
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_products();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_upd
-    AFTER UPDATE ON products REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    AFTER UPDATE ON products REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_products();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_del
     AFTER DELETE ON products REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_products();
 
--- brands: logs brands.id on INSERT, UPDATE (old and new) and DELETE.
+CREATE OR REPLACE TRIGGER etl_track_catalogue_key
+    AFTER UPDATE OF id ON products
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION etl_state.etl_track_catalogue_products();
+
+CREATE OR REPLACE TRIGGER etl_track_catalogue_trunc
+    AFTER TRUNCATE ON products
+    FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_products();
+
+ALTER TABLE products ENABLE ALWAYS TRIGGER etl_track_catalogue_ins;
+
+ALTER TABLE products ENABLE ALWAYS TRIGGER etl_track_catalogue_upd;
+
+ALTER TABLE products ENABLE ALWAYS TRIGGER etl_track_catalogue_del;
+
+ALTER TABLE products ENABLE ALWAYS TRIGGER etl_track_catalogue_key;
+
+ALTER TABLE products ENABLE ALWAYS TRIGGER etl_track_catalogue_trunc;
+
+-- brands: logs brands.id on INSERT, UPDATE and DELETE (one entry per statement), its old value when an UPDATE changes it, and TRUNCATE.
 -- Root keys (products.id): rows of products where brand_id = value, their id.
 CREATE OR REPLACE FUNCTION etl_state.etl_track_catalogue_brands() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $etl_track$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'brands', v.id::text, 'I'
-        FROM (SELECT DISTINCT id FROM new_rows) AS v
-        WHERE v.id IS NOT NULL;
+    IF TG_LEVEL = 'ROW' THEN  -- the logged column itself changed: its old value
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        VALUES (pg_current_xact_id()::text::bigint, 'brands', ARRAY[OLD.id::text], 'U');
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'brands', a.k, 'I'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'brands', v.id::text, 'U'
-        FROM (SELECT id FROM new_rows UNION SELECT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
-    ELSE
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'brands', v.id::text, 'D'
-        FROM (SELECT DISTINCT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'brands', a.k, 'U'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'brands', a.k, 'D'
+        FROM (SELECT array_agg(id::text) AS k FROM old_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSE  -- TRUNCATE: every row is gone, which ones is not known
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op) VALUES (pg_current_xact_id()::text::bigint, 'brands', '{}', 'T');
     END IF;
     IF FOUND THEN
         PERFORM pg_notify('etl_catalogue', '');
@@ -90,34 +132,61 @@ CREATE OR REPLACE TRIGGER etl_track_catalogue_ins
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_brands();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_upd
-    AFTER UPDATE ON brands REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    AFTER UPDATE ON brands REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_brands();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_del
     AFTER DELETE ON brands REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_brands();
 
--- categories: logs categories.id on INSERT, UPDATE (old and new) and DELETE.
+CREATE OR REPLACE TRIGGER etl_track_catalogue_key
+    AFTER UPDATE OF id ON brands
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION etl_state.etl_track_catalogue_brands();
+
+CREATE OR REPLACE TRIGGER etl_track_catalogue_trunc
+    AFTER TRUNCATE ON brands
+    FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_brands();
+
+ALTER TABLE brands ENABLE ALWAYS TRIGGER etl_track_catalogue_ins;
+
+ALTER TABLE brands ENABLE ALWAYS TRIGGER etl_track_catalogue_upd;
+
+ALTER TABLE brands ENABLE ALWAYS TRIGGER etl_track_catalogue_del;
+
+ALTER TABLE brands ENABLE ALWAYS TRIGGER etl_track_catalogue_key;
+
+ALTER TABLE brands ENABLE ALWAYS TRIGGER etl_track_catalogue_trunc;
+
+-- categories: logs categories.id on INSERT, UPDATE and DELETE (one entry per statement), its old value when an UPDATE changes it, and TRUNCATE.
 -- Root keys (products.id): rows of product_categories where category_id = value, their product_id.
 CREATE OR REPLACE FUNCTION etl_state.etl_track_catalogue_categories() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $etl_track$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'categories', v.id::text, 'I'
-        FROM (SELECT DISTINCT id FROM new_rows) AS v
-        WHERE v.id IS NOT NULL;
+    IF TG_LEVEL = 'ROW' THEN  -- the logged column itself changed: its old value
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        VALUES (pg_current_xact_id()::text::bigint, 'categories', ARRAY[OLD.id::text], 'U');
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'categories', a.k, 'I'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'categories', v.id::text, 'U'
-        FROM (SELECT id FROM new_rows UNION SELECT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
-    ELSE
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'categories', v.id::text, 'D'
-        FROM (SELECT DISTINCT id FROM old_rows) AS v
-        WHERE v.id IS NOT NULL;
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'categories', a.k, 'U'
+        FROM (SELECT array_agg(id::text) AS k FROM new_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'categories', a.k, 'D'
+        FROM (SELECT array_agg(id::text) AS k FROM old_rows
+              WHERE id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSE  -- TRUNCATE: every row is gone, which ones is not known
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op) VALUES (pg_current_xact_id()::text::bigint, 'categories', '{}', 'T');
     END IF;
     IF FOUND THEN
         PERFORM pg_notify('etl_catalogue', '');
@@ -131,34 +200,61 @@ CREATE OR REPLACE TRIGGER etl_track_catalogue_ins
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_categories();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_upd
-    AFTER UPDATE ON categories REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    AFTER UPDATE ON categories REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_categories();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_del
     AFTER DELETE ON categories REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_categories();
 
--- product_categories: logs product_categories.product_id on INSERT, UPDATE (old and new) and DELETE.
+CREATE OR REPLACE TRIGGER etl_track_catalogue_key
+    AFTER UPDATE OF id ON categories
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION etl_state.etl_track_catalogue_categories();
+
+CREATE OR REPLACE TRIGGER etl_track_catalogue_trunc
+    AFTER TRUNCATE ON categories
+    FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_categories();
+
+ALTER TABLE categories ENABLE ALWAYS TRIGGER etl_track_catalogue_ins;
+
+ALTER TABLE categories ENABLE ALWAYS TRIGGER etl_track_catalogue_upd;
+
+ALTER TABLE categories ENABLE ALWAYS TRIGGER etl_track_catalogue_del;
+
+ALTER TABLE categories ENABLE ALWAYS TRIGGER etl_track_catalogue_key;
+
+ALTER TABLE categories ENABLE ALWAYS TRIGGER etl_track_catalogue_trunc;
+
+-- product_categories: logs product_categories.product_id on INSERT, UPDATE and DELETE (one entry per statement), its old value when an UPDATE changes it, and TRUNCATE.
 -- The logged value is a root key (products.id).
 CREATE OR REPLACE FUNCTION etl_state.etl_track_catalogue_product_categories() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $etl_track$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'product_categories', v.product_id::text, 'I'
-        FROM (SELECT DISTINCT product_id FROM new_rows) AS v
-        WHERE v.product_id IS NOT NULL;
+    IF TG_LEVEL = 'ROW' THEN  -- the logged column itself changed: its old value
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        VALUES (pg_current_xact_id()::text::bigint, 'product_categories', ARRAY[OLD.product_id::text], 'U');
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'product_categories', a.k, 'I'
+        FROM (SELECT array_agg(product_id::text) AS k FROM new_rows
+              WHERE product_id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'product_categories', v.product_id::text, 'U'
-        FROM (SELECT product_id FROM new_rows UNION SELECT product_id FROM old_rows) AS v
-        WHERE v.product_id IS NOT NULL;
-    ELSE
-        INSERT INTO etl_state.catalogue_changes (xid, tbl, key, op)
-        SELECT pg_current_xact_id()::text::bigint, 'product_categories', v.product_id::text, 'D'
-        FROM (SELECT DISTINCT product_id FROM old_rows) AS v
-        WHERE v.product_id IS NOT NULL;
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'product_categories', a.k, 'U'
+        FROM (SELECT array_agg(product_id::text) AS k FROM new_rows
+              WHERE product_id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op)
+        SELECT pg_current_xact_id()::text::bigint, 'product_categories', a.k, 'D'
+        FROM (SELECT array_agg(product_id::text) AS k FROM old_rows
+              WHERE product_id IS NOT NULL) AS a
+        WHERE a.k IS NOT NULL;
+    ELSE  -- TRUNCATE: every row is gone, which ones is not known
+        INSERT INTO etl_state.catalogue_changes (xid, tbl, keys, op) VALUES (pg_current_xact_id()::text::bigint, 'product_categories', '{}', 'T');
     END IF;
     IF FOUND THEN
         PERFORM pg_notify('etl_catalogue', '');
@@ -172,9 +268,28 @@ CREATE OR REPLACE TRIGGER etl_track_catalogue_ins
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_product_categories();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_upd
-    AFTER UPDATE ON product_categories REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    AFTER UPDATE ON product_categories REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_product_categories();
 
 CREATE OR REPLACE TRIGGER etl_track_catalogue_del
     AFTER DELETE ON product_categories REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_product_categories();
+
+CREATE OR REPLACE TRIGGER etl_track_catalogue_key
+    AFTER UPDATE OF product_id ON product_categories
+    FOR EACH ROW WHEN (OLD.product_id IS DISTINCT FROM NEW.product_id)
+    EXECUTE FUNCTION etl_state.etl_track_catalogue_product_categories();
+
+CREATE OR REPLACE TRIGGER etl_track_catalogue_trunc
+    AFTER TRUNCATE ON product_categories
+    FOR EACH STATEMENT EXECUTE FUNCTION etl_state.etl_track_catalogue_product_categories();
+
+ALTER TABLE product_categories ENABLE ALWAYS TRIGGER etl_track_catalogue_ins;
+
+ALTER TABLE product_categories ENABLE ALWAYS TRIGGER etl_track_catalogue_upd;
+
+ALTER TABLE product_categories ENABLE ALWAYS TRIGGER etl_track_catalogue_del;
+
+ALTER TABLE product_categories ENABLE ALWAYS TRIGGER etl_track_catalogue_key;
+
+ALTER TABLE product_categories ENABLE ALWAYS TRIGGER etl_track_catalogue_trunc;

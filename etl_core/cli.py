@@ -157,26 +157,43 @@ def _run(
     active = [v for v in versions if v.key not in life.retired()]
     cmd = args.command
     if cmd == "sync":
-        _print(conns.sync(source, pick(active, args.only), max_pages=args.max_pages).report())
+        synced = conns.sync(source, pick(active, args.only), max_pages=args.max_pages).report()
+        _print({**synced, "log_trimmed": conns.trim(source, active)})
     elif cmd == "follow":
         runs = conns.follow(source, active, window_s=args.seconds, debounce_s=args.debounce)
-        _print({"syncs": runs.syncs, "wakeups": runs.wakeups, "polls": runs.polls, "indexed": runs.indexed})
+        _print(
+            {
+                "syncs": runs.syncs,
+                "wakeups": runs.wakeups,
+                "polls": runs.polls,
+                "indexed": runs.indexed,
+                "log_trimmed": conns.trim(source, active),
+            }
+        )
     elif cmd == "trim":
-        cursors = conns.cursors.load(v.key for v in active)
-        _print({"trimmed": conns.extractor(source).trim(list(cursors.values()))})
+        _print({"trimmed": conns.trim(source, active)})
     elif cmd == "status":
         cursors = conns.cursors.load(v.key for v in versions)
+        lag = conns.extractor(source).lag(cursors)
         statuses = describe_versions(
             versions,
             cursors=cursors,
-            lag=conns.extractor(source).lag(cursors),
+            lag=lag,
             lifecycles=life,
             dead_letters=conns.dead_letters,
             sink=conns.sink,
             alias=alias,
             close=CloseEnough.from_env(os.environ),
         )
-        _print({"source": source.name, "alias": alias, "versions": [s.to_json() for s in statuses]})
+        _print(
+            {
+                "source": source.name,
+                "alias": alias,
+                "versions": [s.to_json() for s in statuses],
+                # what may still arrive when it commits; it holds back nothing committed
+                "open_transactions": list(lag.open_transactions),
+            }
+        )
     elif cmd == "validate":
         (version,) = pick(versions, [args.version])
         report = validate(

@@ -17,7 +17,10 @@ from etl_core.errors import ConfigError
 from etl_core.extract import Extractor
 from etl_core.follow import FollowResult, Listener, follow
 from etl_core.lanes import PostgresLaneLock
+from etl_core.lifecycle import Lifecycles
+from etl_core.logs import event
 from etl_core.pipeline import SyncResult, sync
+from etl_core.reconcile import reconcile
 from etl_core.retry import DEFAULT_BACKOFF, Backoff
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink, make_client
@@ -101,7 +104,34 @@ class Connections:
         kwargs.setdefault("dead_letters", self.dead_letters)
         kwargs.setdefault("cursors", self.cursors)
         kwargs.setdefault("in_flight", self.settings.bulk_in_flight)
-        return sync(versions, exclusive=True, **kwargs)
+        result = sync(versions, exclusive=True, **kwargs)
+        if result.truncated:
+            self._after_truncate(source, versions, result)
+        return result
+
+    def _after_truncate(
+        self, source: Source[R], versions: Sequence[IndexVersion[R]], result: SyncResult
+    ) -> None:
+        """A delivered TRUNCATE names no key: reconcile the lane's versions with the source at
+        once (orphans deleted, changed documents rewritten), still holding the lane lock."""
+        drifts = reconcile(
+            versions, self.extractor(source), self.sink, repair=True, dead_letters=self.dead_letters
+        )
+        event(
+            "truncate_reconciled",
+            tables=list(result.truncated),
+            **{f"{k}_repaired": d.repaired for k, d in drifts.items()},
+        )
+
+    def trim(self, source: Source[Any], versions: Sequence[IndexVersion[Any]]) -> int:
+        """Delete the change-log entries every non-retired version of ``versions`` (pass all the
+        declared ones) has been delivered; how many. The command line trims after every sync and
+        follow, as the Dagster asset does."""
+        self._same(source)
+        retired = Lifecycles(self.state).retired()
+        active = [v.key for v in versions if v.key not in retired]
+        cursors = self.cursors.load(active)
+        return self.extractor(source).trim([cursors[k] for k in active])
 
     def follow(
         self,

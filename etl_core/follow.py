@@ -6,10 +6,12 @@ syncs on each wake-up (debounced, so a burst of commits costs one sync), and end
 so that runs stay finite and their history readable: the next follower takes over from the
 cursors. While idle it sends nothing, except one poll every ``idle_s`` as a safety net.
 
-A commit whose entries sit above the snapshot bound (an older transaction still open) is not
-readable yet, and its notification is already spent; so after a sync that leaves entries unread,
-the follower polls again soon: 50 ms after a sync that made progress, backing off to at most
-``PENDING_MAX_S`` while the bound stays held, never to the idle interval.
+A commit that lands while a sync runs may fall after that sync's batch snapshot, with its
+notification swallowed by the debounce; so after a sync that leaves committed entries unread, the
+follower syncs again soon: 50 ms after a sync that made progress, backing off to at most
+``PENDING_MAX_S`` otherwise, never to the idle interval. Nothing open elsewhere on the server
+delays a commit (:mod:`etl_core.snapshot`): a long transaction's own entries arrive when it
+commits, with its notification.
 """
 
 from __future__ import annotations

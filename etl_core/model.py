@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from etl_core.cursor import Key, Position
+from etl_core.snapshot import Snapshot
 
 R = TypeVar("R")
 
@@ -119,15 +120,42 @@ class PageProgress:
 @dataclass(frozen=True, slots=True)
 class Shard:
     """One key range of a sharded backfill: keys above ``after`` up to ``until`` (inclusive;
-    None: open-ended), walked below the plan's ``bound`` (a snapshot's xmin, taken once for all
-    shards, which is also where the versions hand over to the change log)."""
+    None: open-ended), walked under the plan's ``snapshot`` (taken once for all shards, which is
+    also where the versions hand over to the change log)."""
 
     number: int
     count: int
     after: Any
     until: Any
-    bound: int
+    snapshot: Snapshot
 
     def key(self, version: str) -> str:
-        """Where this shard's progress for a version is kept in the cursor store."""
-        return f"{version}~shard{self.number}of{self.count}@{self.bound}"
+        """Where this shard's progress for a version is kept in the cursor store: named by the
+        plan's snapshot rank, which tells two snapshots of one server apart."""
+        xmax, xmin, open_ = self.snapshot.rank
+        return f"{version}~shard{self.number}of{self.count}@{xmin}-{xmax}-{-open_}"
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """``below``: where a run reads up to (a change column's exclusive bound, or the run's
+    snapshot with change capture); ``now``: the server clock."""
+
+    below: datetime | Snapshot
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far each version is behind the source: committed changes not yet delivered to it, and
+    the age of the oldest in seconds (``inf`` for a version that has never finished a walk)."""
+
+    rows_behind: Mapping[str, int]
+    seconds: Mapping[str, float]
+    open_transactions: Sequence[Mapping[str, Any]] = ()
+    """Transactions of the source's database holding an xid (kind, id: a pid or a prepared gid,
+    database, user, state, xid, age_s): what may still arrive when they commit. They hold back
+    nothing already committed."""
+
+    def seconds_behind(self, version: str) -> float:
+        return self.seconds.get(version, 0.0)

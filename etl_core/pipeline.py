@@ -7,16 +7,15 @@ pages → normalise → route (filter + transform per version) → load (_bulk) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial, reduce
+from functools import reduce
 from itertools import islice
 from typing import Any, TypeVar
 
 from etl_core.collector import fewer_collections
-from etl_core.cursor import Cursor, LogCursor, Position, lowest, merge
-from etl_core.extract import normalise, normalise_capture
+from etl_core.cursor import LogCursor, Position, lowest, merge
 from etl_core.load import load, park_dead_letters, resolve_dead_letters
 from etl_core.logs import event
 from etl_core.model import Page, PageProgress, Shard
@@ -24,6 +23,7 @@ from etl_core.prefetch import prefetch
 from etl_core.progress import advance, checkpoint
 from etl_core.protocols import CursorStore, DeadLetterStore, PageSource, Sink, Stage
 from etl_core.route import route
+from etl_core.snapshot import Snapshot
 from etl_core.versions import IndexVersion, validate_versions
 
 R = TypeVar("R")
@@ -64,12 +64,15 @@ class SyncResult:
     """What one run did, per version and in all; the orchestration layer turns it into metadata."""
 
     versions: dict[str, VersionTotals]
-    watermark: datetime | int
+    watermark: datetime | Snapshot
     pages: int = 0
     rows_read: int = 0
     statements: int = 0
     caught_up: bool = True
     duration_s: float = 0.0
+    truncated: tuple[str, ...] = ()
+    """Tracked tables a delivered TRUNCATE emptied: the versions need a reconciliation, which
+    :meth:`etl_core.connect.Connections.sync` runs at once."""
 
     def report(self) -> dict[str, Any]:
         """Plain values, for a command's output or a log line."""
@@ -115,29 +118,6 @@ def combine(results: Sequence[SyncResult]) -> SyncResult:
     return out
 
 
-def capture_start(
-    starts: Mapping[str, Position | None], run_bound: int
-) -> tuple[LogCursor | None, int, LogCursor | None]:
-    """Where a lane of a captured source starts: ``(after, bound, follow_from)``.
-
-    Versions still backfilling (or new) walk the source by key from the lowest of their keys; the
-    backfill hands over to the log at the lowest of their bounds (a new one's is this run's
-    bound), so whatever changed since any of them began is read again from the log, never
-    skipped. Versions already following the log are followed from the slowest of them.
-    """
-    positions = [c if isinstance(c, LogCursor) else None for c in starts.values()]
-    followers = [c for c in positions if c is not None and not c.backfilling]
-    behind = [c for c in positions if c is None or c.backfilling]
-    follow_from = min(followers) if followers else None
-    if not behind:
-        assert follow_from is not None
-        return follow_from, run_bound, None
-    known = [c for c in behind if c is not None]
-    bound = min([c.minor for c in known] + ([run_bound] if len(known) < len(behind) else []))
-    after = min(known) if len(known) == len(behind) else None
-    return after, bound, follow_from
-
-
 def sync(
     versions: Sequence[IndexVersion[R]],
     *,
@@ -178,6 +158,7 @@ def sync(
     start = lowest(list(starts.values()))
     statements_before = extractor.statements
     rows_before = extractor.rows
+    truncated_before = set(extractor.truncated)
     watermark = extractor.watermark()
     event(
         "sync_started",
@@ -185,28 +166,9 @@ def sync(
         start=start and start.to_json(),
         watermark=str(watermark.below),
     )
-    read: Callable[[Iterator[Any]], Iterator[Page[R]]]
-    raw_pages: Iterable[Any]
-    if shard is not None:
-        read = partial(normalise_capture, source)
-        begun = start if isinstance(start, LogCursor) else None
-        first = LogCursor.backfill(shard.after, shard.bound) if shard.after is not None else None
-        raw_pages = (
-            iter(())  # this shard is done (it handed over): nothing to walk
-            if begun is not None and not begun.backfilling
-            else extractor.capture_pages(begun or first, shard.bound, until=shard.until, hand_over=False)
-        )
-    elif source.captured:
-        assert isinstance(watermark.below, int)
-        read = partial(normalise_capture, source)
-        raw_pages = extractor.capture_pages(*capture_start(starts, watermark.below))
-    else:
-        assert isinstance(watermark.below, datetime)
-        read = partial(normalise, source)
-        raw_pages = extractor.pages(start if isinstance(start, Cursor) else None, watermark.below)
+    pages: Iterator[Page[R]] = extractor.changes(starts, watermark, shard)
 
     pipeline = compose(
-        read,
         route(versions, starts, source.record_to_json),
         prefetch(prefetch_pages),
         load(sink, source.record_to_json, new_indices, prune=exclusive, in_flight=in_flight),
@@ -216,17 +178,15 @@ def sync(
         checkpoint(cursors, on_page),
     )
     if max_pages is not None:
-        raw_pages = islice(raw_pages, max_pages)
+        pages = islice(pages, max_pages)
 
     result = SyncResult(
         {v.key: VersionTotals(starts.get(v.key)) for v in versions},
         watermark.below,
     )
-    last_rows = extractor.page_size
     with fewer_collections(extractor.page_size):
-        for progress in pipeline(iter(raw_pages)):
+        for progress in pipeline(pages):
             result.pages += 1
-            last_rows = progress.rows
             for key, vp in progress.versions.items():
                 totals = result.versions[key]
                 totals.cursor = vp.cursor
@@ -236,16 +196,11 @@ def sync(
                 totals.stale += vp.stale
                 totals.dead_letters += vp.dead_letters
 
-    # A walk that ran out, or a short last page, means the extraction reached its bound.
-    result.caught_up = (
-        max_pages is None
-        or extractor.drained
-        or result.pages < max_pages
-        or (not source.captured and last_rows < extractor.page_size)
-    )
+    # The feed says it ran out (before handing on its last page), or the budget was not used up.
+    result.caught_up = max_pages is None or extractor.drained or result.pages < max_pages
     if shard is not None:
         if result.caught_up:  # the shard's range is walked: mark it done, at the plan's hand-over
-            done = LogCursor.log(shard.bound, 0)
+            done = LogCursor.done(shard.snapshot)
             cursors.save({v.key: done for v in versions})
             for totals in result.versions.values():
                 totals.cursor = done
@@ -253,6 +208,7 @@ def sync(
         for version in versions:
             sink.finish_backfill(version)
     result.rows_read = extractor.rows - rows_before
+    result.truncated = tuple(sorted(extractor.truncated - truncated_before))
     result.statements = extractor.statements - statements_before
     result.duration_s = time.perf_counter() - began
     event(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from etl_core.cursor import Cursor, LogCursor, Position
-from etl_core.model import Action, DeadLetter, Outcome
+from etl_core.cursor import Position
+from etl_core.model import Action, DeadLetter, Lag, Outcome, Page, Shard, Watermark
 from etl_core.versions import IndexVersion
 
 if TYPE_CHECKING:
-    from etl_core.extract import RawPage, Watermark
     from etl_core.source import Source
 
 A = TypeVar("A", contravariant=True)
@@ -23,6 +21,34 @@ class Stage(Protocol[A, B]):
     """A pipeline stage: a generator function from one stream to the next."""
 
     def __call__(self, items: Iterator[A], /) -> Iterator[B]: ...
+
+
+class ChangeFeed(Protocol[R]):
+    """How one source's changes are read, chosen once from the source: the generated change log
+    (:class:`etl_core.log_feed.LogFeed`) or a trusted change column
+    (:class:`etl_core.column_feed.ColumnFeed`). Everything that reads changes goes through it."""
+
+    def head(self) -> Watermark:
+        """Where a run reads up to (one statement)."""
+        ...
+
+    def changes(
+        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+    ) -> Iterator[Page[R]]:
+        """A lane's pages, normalised, from where its versions stand up to ``head``."""
+        ...
+
+    def lag(self, cursors: Mapping[str, Position | None]) -> Lag: ...
+
+    def newest(self) -> str | None: ...
+
+    def pending(self, after: Position | None) -> bool: ...
+
+    def trim(self, cursors: Sequence[Position | None]) -> int: ...
+
+    def by_keys(self, keys: list[Any]) -> Page[R]: ...
+
+    def walk(self) -> Iterator[Page[R]]: ...
 
 
 class PageSource(Protocol[R]):
@@ -46,20 +72,16 @@ class PageSource(Protocol[R]):
         """The last walk ended because nothing was left below its bound (not cut short)."""
         ...
 
+    @property
+    def truncated(self) -> set[str]:
+        """Tracked tables whose TRUNCATE was delivered (so far, by this reader)."""
+        ...
+
     def watermark(self) -> Watermark: ...
 
-    def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]: ...
-
-    def capture_pages(
-        self,
-        after: LogCursor | None,
-        bound: int,
-        follow_from: LogCursor | None = None,
-        *,
-        log: bool = True,
-        until: Any = None,
-        hand_over: bool = True,
-    ) -> Iterator[RawPage]: ...
+    def changes(
+        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+    ) -> Iterator[Page[R]]: ...
 
 
 class CursorStore(Protocol):

@@ -82,3 +82,9 @@ def transient_db_error(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def server_message(exc: DBAPIError) -> str:
+    """The server's message without the statement or its parameters (which may hold data)."""
+    text = str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ""
+    return f"{type(exc.orig).__name__}: {text}"

@@ -1,19 +1,19 @@
 """Sharded backfills: one lane's walk of the source split into K key ranges that run at once.
 
-A version that is built from nothing walks the source by key below a bound, then hands over to
-the change log at that bound. A sharded backfill keeps that contract and splits only the walk:
+A version that is built from nothing walks the source by key under a snapshot, then hands over to
+the change log at that snapshot. A sharded backfill keeps that contract and splits only the walk:
 
-1. :func:`plan_shards` takes the bound once (a snapshot's xmin: every transaction below it has
-   ended), creates the versions' indices, and cuts the root keys into K ranges at their
-   quantiles (one statement on the root table);
-2. each :func:`sync_shard` walks its range below that bound, as any backfill does (the same
-   pipeline, documents versioned by the bound), keeping its own progress in the cursor store
-   under the shard's name, so a killed shard resumes where it stopped and a finished one does
-   nothing; shards hold the lane lock *shared*, so they run together but never beside another
-   writer of the same versions;
+1. :func:`plan_shards` takes the snapshot once (:mod:`etl_core.snapshot`), creates the
+   versions' indices, and cuts the root keys into K ranges at their quantiles (one statement on
+   the root table);
+2. each :func:`sync_shard` walks its range under that snapshot, as any backfill does (the same
+   pipeline, documents versioned by the snapshot each page was read under), keeping its own
+   progress in the cursor store under the shard's name, so a killed shard resumes where it
+   stopped and a finished one does nothing; shards hold the lane lock *shared*, so they run
+   together but never beside another writer of the same versions;
 3. :func:`hand_over` checks that every shard is done and moves the versions' cursors to the log
-   at the bound: whatever changed since the plan began is read from the log, so nothing is lost,
-   and no cursor moves backwards (a merge).
+   at that snapshot: whatever changed since the plan began is read from the log, so nothing is
+   lost, and no cursor moves backwards (a merge).
 
 What runs the shards is the orchestrator's business (Dagster's executors in this project); this
 module only makes any order and any concurrency of them correct.
@@ -35,6 +35,7 @@ from etl_core.logs import event
 from etl_core.model import Shard
 from etl_core.pipeline import SyncResult, sync
 from etl_core.protocols import CursorStore, DeadLetterStore, ShardPlanStore, Sink
+from etl_core.snapshot import Snapshot
 from etl_core.versions import IndexVersion
 
 R = TypeVar("R")
@@ -46,18 +47,22 @@ class ShardsUnfinished(EtlError):
 
 @dataclass(frozen=True, slots=True)
 class ShardPlan:
-    bound: int
+    snapshot: Snapshot
     shards: tuple[Shard, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"bound": self.bound, "shards": [[s.after, s.until] for s in self.shards]}
+        return {"snapshot": str(self.snapshot), "shards": [[s.after, s.until] for s in self.shards]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardPlan:
+        """Also reads a plan the xmin-bounded reader recorded (``bound``)."""
         ranges = data["shards"]
+        snapshot = (
+            Snapshot.parse(data["snapshot"]) if "snapshot" in data else Snapshot.below(int(data["bound"]))
+        )
         return cls(
-            data["bound"],
-            tuple(Shard(i + 1, len(ranges), a, u, data["bound"]) for i, (a, u) in enumerate(ranges)),
+            snapshot,
+            tuple(Shard(i + 1, len(ranges), a, u, snapshot) for i, (a, u) in enumerate(ranges)),
         )
 
 
@@ -74,11 +79,11 @@ def plan_shards(
     sink: Sink,
     plans: ShardPlanStore | None = None,
 ) -> ShardPlan:
-    """The bound, the indices, and K key ranges of about equal size (fewer when the table has
+    """The snapshot, the indices, and K key ranges of about equal size (fewer when the table has
     fewer distinct keys).
 
     With ``plans``, a lane's plan is recorded until its hand-over, and a later call for the same
-    lane (a new run after a failed or abandoned one) resumes it as it was cut: the same bound,
+    lane (a new run after a failed or abandoned one) resumes it as it was cut: the same snapshot,
     ranges and shard checkpoints, so finished shards are not walked again; ``k`` then does not
     apply. A recorded plan whose index had to be created again (someone dropped it) is thrown
     away: its finished shards' documents are gone with the index."""
@@ -86,7 +91,7 @@ def plan_shards(
     if source.tracking is None:
         raise ConfigError(
             f"source {source.name!r}: a sharded backfill needs change capture (tracking=Tracking(...)) "
-            "to hand over to the log at its bound"
+            "to hand over to the log at its snapshot"
         )
     if k < 1:
         raise ConfigError(f"a sharded backfill needs at least one shard, got {k}")
@@ -96,12 +101,12 @@ def plan_shards(
     if recorded is not None and plans is not None:
         if not created:
             resumed = ShardPlan.from_json(recorded)
-            event("shards_resumed", versions=lane, bound=resumed.bound, shards=len(resumed.shards))
+            event("shards_resumed", versions=lane, snapshot=str(resumed.snapshot), shards=len(resumed.shards))
             return resumed
         plans.drop(lane)
         event("shard_plan_dropped", versions=lane, reason=f"indices created again: {sorted(created)}")
     bound = extractor.watermark().below
-    assert isinstance(bound, int)
+    assert isinstance(bound, Snapshot)
     root: Table = source.tracking.root
     column = root.c[source.tracking.key]
     fractions = [i / k for i in range(1, k)]
@@ -116,7 +121,12 @@ def plan_shards(
     plan = ShardPlan(bound, tuple(Shard(i + 1, len(ranges), a, u, bound) for i, (a, u) in enumerate(ranges)))
     if plans is not None:  # two runs planning at once agree on the first plan recorded
         plan = ShardPlan.from_json(plans.claim(lane, plan.to_json()))
-    event("shards_planned", versions=[v.key for v in versions], bound=plan.bound, shards=len(plan.shards))
+    event(
+        "shards_planned",
+        versions=[v.key for v in versions],
+        snapshot=str(plan.snapshot),
+        shards=len(plan.shards),
+    )
     return plan
 
 
@@ -163,7 +173,7 @@ def sync_shard(
 
 def unfinished(versions: Sequence[IndexVersion[Any]], plan: ShardPlan, cursors: CursorStore) -> list[str]:
     """The shards (``"2/4"``) that have not walked their range yet, for any of the versions."""
-    done = LogCursor.log(plan.bound, 0)
+    done = LogCursor.done(plan.snapshot)
     left = []
     for shard in plan.shards:
         found = ShardCursors(cursors, shard).load(v.key for v in versions)
@@ -180,7 +190,7 @@ def hand_over(
     sink: Sink,
     plans: ShardPlanStore | None = None,
 ) -> LogCursor:
-    """Every shard done: the versions follow the log from the plan's bound (their serving
+    """Every shard done: the versions follow the log from the plan's snapshot (their serving
     settings restored), and the lane's recorded plan is dropped. Refuses, naming the shards left,
     before that."""
     left = unfinished(versions, plan, cursors)
@@ -189,11 +199,11 @@ def hand_over(
             f"shards {left} of the backfill of {[v.key for v in versions]} have not finished; "
             "run them (a finished shard does nothing when run again), then hand over"
         )
-    position = LogCursor.log(plan.bound, 0)
+    position = LogCursor.done(plan.snapshot)
     cursors.save({v.key: position for v in versions})  # a merge: never moves a version back
     for version in versions:
         sink.finish_backfill(version)
     if plans is not None:
         plans.drop(lane_of(versions))
-    event("shards_handed_over", versions=[v.key for v in versions], bound=plan.bound)
+    event("shards_handed_over", versions=[v.key for v in versions], snapshot=str(plan.snapshot))
     return position

@@ -29,7 +29,7 @@ class VersionStatus:
     cursor: Position | None
     lag_rows: int
     lag_seconds: float | None
-    """None: never synced, or the bound is unknown (infinitely behind)."""
+    """None: never synced, or still walking the source (no change-log age to give)."""
     dead_letters: int
     validated: bool | None
     """The latest validation's outcome; None when it was never validated."""

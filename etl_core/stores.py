@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql import Executable
@@ -69,13 +69,17 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("key", JSONB, nullable=False),
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    # A change-log position (LogCursor) as the three columns its order compares (head, key,
+    # tail: LogCursor.rank_columns), so that a save is a monotonic merge done by the database,
+    # and the position itself as JSON.
     log_cursors = Table(
-        f"{scope}_log_cursors",
+        f"{scope}_feed_cursors",
         meta,
         Column("version", Text, primary_key=True),
-        Column("phase", Integer, nullable=False),
-        Column("major", JSONB, nullable=False),
-        Column("minor", BigInteger, nullable=False),
+        Column("head", ARRAY(BigInteger), nullable=False),
+        Column("key", JSONB(none_as_null=False), nullable=False),
+        Column("tail", ARRAY(BigInteger), nullable=False),
+        Column("position", JSONB, nullable=False),
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     validations = Table(
@@ -104,6 +108,18 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("planned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     return meta, dead, cursors, log_cursors, validations, retirements, shard_plans
+
+
+def _legacy_log_cursors(schema: str, scope: str) -> Table:
+    """Where the xmin-bounded reader kept its positions: read once, never created or written."""
+    return Table(
+        f"{scope}_log_cursors",
+        MetaData(schema=schema),
+        Column("version", Text, primary_key=True),
+        Column("phase", Integer),
+        Column("major", JSONB),
+        Column("minor", BigInteger),
+    )
 
 
 _CREATED: set[tuple[str, str, str]] = set()
@@ -277,13 +293,32 @@ class PostgresCursorStore:
         )
         for v, changed_at, key in self.state.call("reading cursors", lambda: _rows(self.state.engine, stmt)):
             found[v] = Cursor(changed_at, key)
-        stmt = select(by_log.c.version, by_log.c.phase, by_log.c.major, by_log.c.minor).where(
-            by_log.c.version.in_(wanted)
-        )
-        for v, phase, major, minor in self.state.call(
-            "reading cursors", lambda: _rows(self.state.engine, stmt)
-        ):
-            found[v] = LogCursor(phase, major, minor)
+        stmt = select(by_log.c.version, by_log.c.position).where(by_log.c.version.in_(wanted))
+        for v, position in self.state.call("reading cursors", lambda: _rows(self.state.engine, stmt)):
+            found[v] = LogCursor.from_json(position)
+        missing = [v for v, c in found.items() if c is None]
+        if missing:
+            found.update(self._legacy(missing))
+        return found
+
+    def _legacy(self, versions: list[str]) -> dict[str, Position]:
+        """Positions the xmin-bounded reader saved, read as snapshots (:meth:`LogCursor.from_json`)
+        so an upgraded deployment goes on where it stood instead of walking everything again.
+        The next save writes them to the new table."""
+        legacy = _legacy_log_cursors(self.state.schema, self.state.scope)
+        exists = select(func.to_regclass(f"{self.state.schema}.{legacy.name}"))
+
+        def read() -> Sequence[Any]:
+            with self.state.engine.connect() as conn:
+                if conn.execute(exists).scalar() is None:
+                    return []
+                stmt = select(legacy.c.version, legacy.c.phase, legacy.c.major, legacy.c.minor)
+                return conn.execute(stmt.where(legacy.c.version.in_(versions))).all()
+
+        found: dict[str, Position] = {}
+        for v, phase, major, minor in self.state.call("reading cursors", read):
+            data = {"backfill_key": major, "bound": minor} if phase == 0 else {"xid": major}
+            found[v] = LogCursor.from_json(data)
         return found
 
     def save(self, cursors: Mapping[str, Position]) -> None:
@@ -310,18 +345,21 @@ class PostgresCursorStore:
             stmt = stmt.on_conflict_do_update(
                 index_elements=[table.c.version],
                 set_={
-                    "phase": stmt.excluded.phase,
-                    "major": stmt.excluded.major,
-                    "minor": stmt.excluded.minor,
+                    "head": stmt.excluded.head,
+                    "key": stmt.excluded.key,
+                    "tail": stmt.excluded.tail,
+                    "position": stmt.excluded.position,
                     "saved_at": func.now(),
                 },
-                where=tuple_(table.c.phase, table.c.major, table.c.minor)
-                < tuple_(stmt.excluded.phase, stmt.excluded.major, stmt.excluded.minor),
+                where=tuple_(table.c.head, table.c.key, table.c.tail)
+                < tuple_(stmt.excluded.head, stmt.excluded.key, stmt.excluded.tail),
             )
-            log_rows = [
-                {"version": v, "phase": c.phase, "major": c.major, "minor": c.minor}
-                for v, c in by_log.items()
-            ]
+            log_rows = []
+            for v, c in by_log.items():
+                head, key, tail = c.rank_columns()
+                log_rows.append(
+                    {"version": v, "head": head, "key": key, "tail": tail, "position": c.to_json()}
+                )
             self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, log_rows))
 
 

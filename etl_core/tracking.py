@@ -1,12 +1,22 @@
-"""Change capture, declared and generated: PostgreSQL appends one log entry per changed key.
+"""Change capture, declared and generated: PostgreSQL appends one log entry per statement.
 
 A :class:`Tracking` names a source's root table and key and, per joined table, which column to log
 and the path from that value to root keys. From it this module generates idempotent DDL: a log
 table in the state schema and, per tracked table, one ``SECURITY DEFINER`` trigger function and
-three statement-level ``AFTER`` triggers reading the statement's transition tables. Each
-statement appends one entry per distinct logged value, stamped with the writing transaction's id,
-and notifies the source's channel once. Tracking never updates a user row: a parent rename is one
-log entry, however many children it has; the reader resolves it to root keys through the path.
+its triggers. Each INSERT, UPDATE or DELETE statement appends **one** entry holding the logged
+values it touched as an array (``keys``), stamped with the writing transaction's id, and notifies
+the source's channel once; a TRUNCATE appends one entry without keys (op ``T``). Tracking never
+updates a user row: a parent rename is one log entry, however many children it has; the reader
+resolves it to root keys through the path.
+
+Cost is kept to what a statement must pay: the statement-level UPDATE trigger reads only the NEW
+transition table (capturing OLD rows as well doubled what the trigger cost); the rare UPDATE that
+changes the logged column itself is caught by a row-level ``AFTER UPDATE OF <column>`` trigger
+with a ``WHEN`` clause, which logs the old value and costs nothing when the column is not set.
+Every trigger is ``ENABLE ALWAYS``: it fires under ``session_replication_role = replica`` too
+(logical-replication apply workers, ``pg_restore``), so those writes are not silent gaps. What
+disables triggers outright (``ALTER TABLE … DISABLE TRIGGER``, ``pg_restore --disable-triggers``)
+is reported by :meth:`Tracking.disabled`.
 """
 
 from __future__ import annotations
@@ -39,13 +49,16 @@ _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy l
 _PREPARER = _DIALECT.identifier_preparer
 _SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 _MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: PostgreSQL silently truncates longer names
-_OPS = {"INSERT": "I", "UPDATE": "U", "DELETE": "D"}
+_OPS = {"INSERT": "I", "UPDATE": "U", "DELETE": "D", "TRUNCATE": "T"}
 # One trigger per event: PostgreSQL allows transition tables only on single-event triggers.
 _EVENTS = (
-    ("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows", ("new_rows",)),
-    ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows", ("new_rows", "old_rows")),
-    ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows", ("old_rows",)),
+    ("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows", "new_rows"),
+    ("upd", "UPDATE", "REFERENCING NEW TABLE AS new_rows", "new_rows"),
+    ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows", "old_rows"),
 )
+_SUFFIXES = ("ins", "upd", "del", "key", "trunc")
+"""The triggers per table: the three statement-level ones above, the row-level one that logs a
+changed logged column's old value, and the TRUNCATE one."""
 _BODY_TAG = "$etl_track$"
 
 
@@ -164,9 +177,8 @@ class Tracking:
     def channel(self) -> str:
         return f"etl_{self.source}"
 
-    def trigger_names(self) -> tuple[str, str, str]:
-        ins, upd, dlt = (f"etl_track_{self.source}_{suffix}" for suffix, *_ in _EVENTS)
-        return ins, upd, dlt
+    def trigger_names(self) -> tuple[str, ...]:
+        return tuple(f"etl_track_{self.source}_{suffix}" for suffix in _SUFFIXES)
 
     def _function_name(self, table: Table) -> str:
         return f"etl_track_{self.source}_{table.name}"
@@ -193,6 +205,7 @@ class Tracking:
                 [
                     f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}",
                     _create_table(self._log),
+                    *self._upgrade_log(),
                 ],
             )
         ]
@@ -200,10 +213,25 @@ class Tracking:
             sections.append((self._describe(tracked), self._table_ddl(tracked)))
         return sections
 
+    def _upgrade_log(self) -> list[str]:
+        """A log created by an earlier release held one key per entry: it gains the array and
+        may hold TRUNCATE entries; its unread entries stay readable (the reader takes either).
+        Each statement is a no-op on a log of this release, so applying twice changes nothing."""
+        log, name = _table(self._log), self._log.name
+        return [
+            f"ALTER TABLE {log} ADD COLUMN IF NOT EXISTS keys TEXT[]",
+            f"ALTER TABLE {log} ALTER COLUMN key DROP NOT NULL",
+            # its CHECK named the three operations; this release's table names four (_ops)
+            f"ALTER TABLE {log} DROP CONSTRAINT IF EXISTS {_q(name + '_op')}",
+        ]
+
     def _describe(self, tracked: Tracked) -> str:
         name = tracked.table.name
         logged = f"{name}.{tracked.column}"
-        head = f"{tracked.table.fullname}: logs {logged} on INSERT, UPDATE (old and new) and DELETE"
+        head = (
+            f"{tracked.table.fullname}: logs {logged} on INSERT, UPDATE and DELETE (one entry per "
+            f"statement), its old value when an UPDATE changes it, and TRUNCATE"
+        )
         if tracked.table is self.root:
             return f"{head}.\nIt is the root key."
         root_key = f"{self.root.name}.{self.key}"
@@ -215,39 +243,37 @@ class Tracking:
     def _table_ddl(self, tracked: Tracked) -> list[str]:
         function = self._function(tracked.table)
         column = _q(tracked.column)
-        branches = []
-        for _, event, _, sources in _EVENTS:
-            select = (
-                f"SELECT DISTINCT {column} FROM {sources[0]}"
-                if len(sources) == 1
-                else " UNION ".join(f"SELECT {column} FROM {s}" for s in sources)
+        log, tbl = _table(self._log), _literal(tracked.table.name)
+        xid = "pg_current_xact_id()::text::bigint"
+        branches = {
+            event: (
+                f"INSERT INTO {log} (xid, tbl, keys, op)\n"
+                f"        SELECT {xid}, {tbl}, a.k, {_literal(_OPS[event])}\n"
+                f"        FROM (SELECT array_agg({column}::text) AS k FROM {rows}\n"
+                f"              WHERE {column} IS NOT NULL) AS a\n"
+                "        WHERE a.k IS NOT NULL;"
             )
-            branches.append(
-                (
-                    event,
-                    f"INSERT INTO {_table(self._log)} (xid, tbl, key, op)\n"
-                    f"        SELECT pg_current_xact_id()::text::bigint, {_literal(tracked.table.name)}, "
-                    f"v.{column}::text, {_literal(_OPS[event])}\n"
-                    f"        FROM ({select}) AS v\n"
-                    f"        WHERE v.{column} IS NOT NULL;",
-                )
-            )
-        (_, on_insert), (_, on_update), (_, on_delete) = branches
+            for _, event, _, rows in _EVENTS
+        }
+        notify = (
+            f"    IF FOUND THEN\n        PERFORM pg_notify({_literal(self.channel)}, '');\n    END IF;\n"
+            if self.notify
+            else ""
+        )
         body = (
             "\nBEGIN\n"
-            "    IF TG_OP = 'INSERT' THEN\n"
-            f"        {on_insert}\n"
+            "    IF TG_LEVEL = 'ROW' THEN  -- the logged column itself changed: its old value\n"
+            f"        INSERT INTO {log} (xid, tbl, keys, op)\n"
+            f"        VALUES ({xid}, {tbl}, ARRAY[OLD.{column}::text], 'U');\n"
+            "    ELSIF TG_OP = 'INSERT' THEN\n"
+            f"        {branches['INSERT']}\n"
             "    ELSIF TG_OP = 'UPDATE' THEN\n"
-            f"        {on_update}\n"
-            "    ELSE\n"
-            f"        {on_delete}\n"
-            "    END IF;\n"
-            + (
-                f"    IF FOUND THEN\n        PERFORM pg_notify({_literal(self.channel)}, '');\n    END IF;\n"
-                if self.notify
-                else ""
-            )
-            + "    RETURN NULL;\n"
+            f"        {branches['UPDATE']}\n"
+            "    ELSIF TG_OP = 'DELETE' THEN\n"
+            f"        {branches['DELETE']}\n"
+            "    ELSE  -- TRUNCATE: every row is gone, which ones is not known\n"
+            f"        INSERT INTO {log} (xid, tbl, keys, op) VALUES ({xid}, {tbl}, '{{}}', 'T');\n"
+            "    END IF;\n" + notify + "    RETURN NULL;\n"
             "END\n"
         )
         if _BODY_TAG in body:  # a quoted identifier could in theory contain it
@@ -257,12 +283,27 @@ class Tracking:
             "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp\n"
             f"AS {_BODY_TAG}{body}{_BODY_TAG}"
         ]
-        for name, (_, event, referencing, _) in zip(self.trigger_names(), _EVENTS, strict=True):
+        ins, upd, dlt, key, trunc = self.trigger_names()
+        table = _table(tracked.table)
+        for name, (_, event, referencing, _) in zip((ins, upd, dlt), _EVENTS, strict=True):
             ddl.append(
                 f"CREATE OR REPLACE TRIGGER {_q(name)}\n"
-                f"    AFTER {event} ON {_table(tracked.table)} {referencing}\n"
+                f"    AFTER {event} ON {table} {referencing}\n"
                 f"    FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
             )
+        ddl.append(
+            f"CREATE OR REPLACE TRIGGER {_q(key)}\n"
+            f"    AFTER UPDATE OF {column} ON {table}\n"
+            f"    FOR EACH ROW WHEN (OLD.{column} IS DISTINCT FROM NEW.{column})\n"
+            f"    EXECUTE FUNCTION {function}()"
+        )
+        ddl.append(
+            f"CREATE OR REPLACE TRIGGER {_q(trunc)}\n"
+            f"    AFTER TRUNCATE ON {table}\n"
+            f"    FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+        # fire under session_replication_role = replica too (replication apply, pg_restore)
+        ddl.extend(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {_q(n)}" for n in self.trigger_names())
         return ddl
 
     def statements(self) -> list[str]:
@@ -323,9 +364,27 @@ class Tracking:
                         "function": f"{self._function(table)}()",
                     },
                 ).scalar_one()
-                if found != len(_EVENTS):
+                if found != len(_SUFFIXES):
                     return False
         return True
+
+    def disabled(self, engine: Engine) -> list[str]:
+        """Triggers of this tracking that will not fire (``DISABLE TRIGGER``, e.g. left by
+        ``pg_restore --disable-triggers``) or fire only outside replica mode: each a silent gap."""
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT tgrelid::regclass::text || '.' || tgname, tgenabled FROM pg_trigger"
+                    " WHERE tgname = ANY(:names) AND tgenabled <> 'A' ORDER BY 1"
+                ),
+                {"names": list(self.trigger_names())},
+            ).all()
+        state = {
+            "D": "disabled",
+            "O": "not fired under session_replication_role = replica",
+            "R": "fired only under session_replication_role = replica",
+        }
+        return [f"{name}: {state.get(flag, flag)}" for name, flag in rows]
 
     def _lock(self, conn: Connection) -> None:
         # Two applies at once would race on the catalogue ("tuple concurrently updated").
@@ -374,11 +433,12 @@ def _log_table(source: str, schema: str) -> Table:
         Column("seq", BigInteger, Identity(always=True), nullable=False),
         Column("xid", BigInteger, nullable=False),
         Column("tbl", Text, nullable=False),
-        Column("key", Text, nullable=False),
+        Column("key", Text),  # one key per entry: only entries of an earlier release
+        Column("keys", postgresql.ARRAY(Text)),
         Column("op", Text, nullable=False),
         # The writing transaction's start: how old the oldest unread entry is (lag in seconds).
         Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         # Readers page on (xid, seq): every entry of a transaction, in statement order.
         PrimaryKeyConstraint("xid", "seq", name=f"{name}_pkey"),
-        CheckConstraint("op IN ('I', 'U', 'D')", name=f"{name}_op"),
+        CheckConstraint("op IN ('I', 'U', 'D', 'T')", name=f"{name}_ops"),
     )

@@ -56,6 +56,8 @@ def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]
         "dead_letters": MetadataValue.int(totals.dead_letters),
         "lag_seconds": MetadataValue.float(-1.0 if math.isinf(seconds) else round(seconds, 3)),
         "lag_rows": MetadataValue.int(lag.rows_behind.get(key, 0)),
+        # what may still arrive when it commits (it holds back nothing committed)
+        "open_transactions": MetadataValue.int(len(lag.open_transactions)),
         "pages": MetadataValue.int(result.pages),
         "rows_read": MetadataValue.int(result.rows_read),
         "statements": MetadataValue.int(result.statements),

@@ -1,9 +1,9 @@
 """The ``<source>_backfill`` job: a sharded backfill as steps of one Dagster run.
 
-``plan`` takes the bound, creates the indices and cuts the keys into K ranges (one dynamic output
+``plan`` takes the snapshot, creates the indices and cuts the keys into K ranges (one dynamic output
 each); one ``walk_shard`` step per range runs on Dagster's executor (the multiprocess executor by
 default: one process per shard, at most ``max_concurrent`` at once); ``hand_over`` collects them
-and moves the versions onto the change log at the bound, recording each version's cursor as a
+and moves the versions onto the change log at that snapshot, recording each version's cursor as a
 materialisation of its partition. Re-executing a failed run from failure re-runs only the shards
 that did not finish, and those resume from their own checkpoints (``etl_core.shards``).
 """
@@ -47,7 +47,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         pool=names.pool,
         required_resource_keys=resources,
         out=DynamicOut(dict),
-        description="Take the bound, create the indices, cut the keys into ranges.",
+        description="Take the snapshot, create the indices, cut the keys into ranges.",
     )
     def plan(context: OpExecutionContext, config: BackfillConfig) -> Any:
         with spec.connect(context.resources) as conns:
@@ -60,7 +60,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
                 plans=conns.shard_plans,
             )
         context.log.info(
-            f"backfill of {[v.key for v in chosen]} below bound {shard_plan.bound}: "
+            f"backfill of {[v.key for v in chosen]} under snapshot {shard_plan.snapshot}: "
             f"{len(shard_plan.shards)} shards {[(s.after, s.until) for s in shard_plan.shards]}"
         )
         for shard in shard_plan.shards:
@@ -73,7 +73,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         name=names.op("walk_shard"),
         pool=names.pool,
         required_resource_keys=resources,
-        description="Walk one key range below the plan's bound (resumes from its checkpoint).",
+        description="Walk one key range under the plan's snapshot (resumes from its checkpoint).",
     )
     def walk_shard(context: OpExecutionContext, work: dict[str, Any]) -> dict[str, Any]:
         shard_plan = ShardPlan.from_json(work["plan"])
@@ -99,7 +99,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         name=names.op("hand_over"),
         pool=names.pool,
         required_resource_keys=resources,
-        description="Every shard done: the versions follow the change log from the plan's bound.",
+        description="Every shard done: the versions follow the change log from the plan's snapshot.",
     )
     def hand_over_shards(context: OpExecutionContext, done: list[dict[str, Any]]) -> None:
         shard_plan = ShardPlan.from_json(done[0]["plan"])

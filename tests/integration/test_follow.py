@@ -43,6 +43,7 @@ from etl_core.lanes import LaneBusy
 from etl_core.pipeline import SyncResult
 from etl_core.pipeline import sync as core_sync
 from etl_core.settings import Settings
+from etl_core.snapshot import Snapshot
 from etl_core.versions import IndexVersion
 from tests.integration.harness import FAST_BACKOFF, Harness
 from tests.integration.test_capture import extractor, sync
@@ -64,12 +65,6 @@ VERSIONS: list[IndexVersion[Product]] = prefixed(os.environ[PREFIX_ENV]) if os.e
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def h(harness: Harness) -> Harness:
-    """The harness; the demo schema carries the generated tracking (catalogue.generate)."""
-    return harness
 
 
 def connections(h: Harness, settings: Settings) -> Connections:
@@ -134,12 +129,10 @@ def listeners(h: Harness) -> int:
 
 
 def log_cursors(h: Harness) -> dict[str, LogCursor]:
-    """The cursors as stored, straight from the source's ``etl_state.catalogue_log_cursors``."""
+    """The cursors as stored, straight from the source's ``etl_state.catalogue_feed_cursors``."""
     with h.state_engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT version, phase, major, minor FROM etl_state.catalogue_log_cursors")
-        ).all()
-    return {version: LogCursor(phase, major, minor) for version, phase, major, minor in rows}
+        rows = conn.execute(text("SELECT version, position FROM etl_state.catalogue_feed_cursors")).all()
+    return {version: LogCursor.from_json(position) for version, position in rows}
 
 
 class CursorWatch:
@@ -171,9 +164,12 @@ def following(cursors: dict[str, LogCursor], versions: Sequence[Any]) -> bool:
 
 
 def past(cursors: dict[str, LogCursor], versions: Sequence[Any], xid: int) -> bool:
-    """Every version has read the log at least into transaction ``xid`` (whose entries come from a
-    single one-row statement, so reading into it means reading all of it)."""
-    return all(v.key in cursors and cursors[v.key] >= LogCursor.log(xid, 0) for v in versions)
+    """Every version has been delivered transaction ``xid``: a batch whose snapshot sees it ended."""
+    return all(delivered(cursors.get(v.key), xid) for v in versions)
+
+
+def delivered(cursor: Any, xid: int) -> bool:
+    return isinstance(cursor, LogCursor) and not cursor.backfilling and cursor.since.visible(xid)
 
 
 def commit_marker(h: Harness, name: str) -> int:
@@ -197,14 +193,14 @@ def commit(h: Harness, sql: str) -> int:
 
 
 def readable(h: Harness, xid: int) -> bool:
-    """The bound has passed ``xid``: a page read now reads its entries."""
+    """A snapshot taken now sees ``xid``: a batch started now delivers its entries."""
     with h.source_engine.connect() as conn:
-        bound = conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        return int(bound.scalar_one()) > xid
+        snapshot = conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()
+        return Snapshot.parse(snapshot).visible(xid)
 
 
 def catch_up(h: Harness, versions: Sequence[Any]) -> None:
-    """Sync until the log is read to its end (another session may hold the bound back a while)."""
+    """Sync until the log is read to its end (commits may land while it syncs)."""
     deadline = time.monotonic() + 60
     sync(h, versions)
     while not nothing_pending(h, versions):
@@ -474,8 +470,8 @@ def test_without_the_lock_every_delete_is_sent_so_an_older_write_cannot_undo_it(
     read = threading.Event()
 
     class Reading(Extractor[Any]):
-        def _run(self, what: str, stmt: Any, params: dict[str, Any] | None = None) -> Any:
-            rows = super()._run(what, stmt, params)
+        def run(self, what: str, stmt: Any, params: dict[str, Any] | None = None) -> Any:
+            rows = super().run(what, stmt, params)
             if what == "log page":
                 read.set()
             return rows
@@ -497,7 +493,7 @@ def test_without_the_lock_every_delete_is_sent_so_an_older_write_cannot_undo_it(
         deleted = commit(h, "DELETE FROM products WHERE id = 5")
         wait_for("the delete to be readable", lambda: readable(h, deleted))
         a = unlocked(extractor(h), h.sink)
-        assert all(t.cursor >= LogCursor.log(deleted, 0) for t in a.versions.values())  # type: ignore[operator]
+        assert all(delivered(t.cursor, deleted) for t in a.versions.values())
     finally:
         paused.release.set()
         b.join(60)

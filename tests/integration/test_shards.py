@@ -98,11 +98,11 @@ def test_shards_run_at_once_resume_and_hand_over_without_loss(harness: Harness) 
 
     assert run_shard(h, versions, shards[2]).rows_read == 0  # a finished shard does nothing
     position = hand_over(versions, plan, cursors=h.cursors, sink=h.sink)
-    assert position == LogCursor.log(plan.bound, 0)
+    assert position == LogCursor.done(plan.snapshot)
     assert h.cursors.load(v.key for v in versions) == {v.key: position for v in versions}
 
     caught = h.sync(versions)  # the log from the bound: the changes made during the backfill
-    assert caught.rows_read >= 4 and all(t.cursor > position for t in caught.versions.values())  # type: ignore[operator]
+    assert caught.rows_read >= 4 and all(t.cursor > position for t in caught.versions.values())
     assert assert_parity(h, *versions) > 0
 
 
@@ -138,7 +138,7 @@ def test_a_new_run_resumes_the_unfinished_plan_of_its_lane_instead_of_walking_ag
     run_shard(h, rebuilt, stale.shards[0])
     h.sink.delete_index(rebuilt[0].index)
     fresh = plan_shards(rebuilt, 2, extractor=h.extractor(), sink=h.sink, plans=h.shard_plans)
-    assert fresh.bound > stale.bound
+    assert fresh.snapshot.rank > stale.snapshot.rank
     for shard in fresh.shards:
         run_shard(h, rebuilt, shard)
     with h.lanes.hold(rebuilt):

@@ -87,13 +87,13 @@ class Log:
         log = TRACKING.log_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(log.c.seq, log.c.xid, log.c.tbl, log.c.key, log.c.op)
+                select(log.c.seq, log.c.xid, log.c.tbl, log.c["keys"], log.c.op)
                 .where(log.c.seq > self.seq)
                 .order_by(log.c.seq)
             ).all()
         if rows:
             self.seq = rows[-1].seq
-        return [(r.xid, r.tbl, r.key, r.op) for r in rows]
+        return [(r.xid, r.tbl, tuple(sorted(set(r[3]))), r.op) for r in rows]  # the distinct keys
 
 
 def write(engine: Engine, statement: str, **params: Any) -> int:
@@ -174,6 +174,8 @@ def test_names_follow_the_source() -> None:
         "etl_track_catalogue_ins",
         "etl_track_catalogue_upd",
         "etl_track_catalogue_del",
+        "etl_track_catalogue_key",
+        "etl_track_catalogue_trunc",
     )
 
 
@@ -190,17 +192,25 @@ def test_plan_applies_idempotently_and_remove_restores_the_catalogue(harness: Ha
     assert "CREATE TABLE IF NOT EXISTS etl_state.catalogue_changes (" in plan
     for table in USER_TABLES:
         assert f"CREATE OR REPLACE FUNCTION etl_state.etl_track_catalogue_{table}() RETURNS trigger" in plan
-        for name, event in zip(TRACKING.trigger_names(), ("INSERT", "UPDATE", "DELETE"), strict=True):
+        ins, upd, dlt, key, trunc = TRACKING.trigger_names()
+        for name, event in zip((ins, upd, dlt), ("INSERT", "UPDATE", "DELETE"), strict=True):
             assert re.search(
                 rf"CREATE OR REPLACE TRIGGER {name}\s+AFTER {event} ON {table} REFERENCING", plan
             )
+        assert re.search(
+            rf"CREATE OR REPLACE TRIGGER {key}\s+AFTER UPDATE OF \w+ ON {table}\s+FOR EACH ROW", plan
+        )
+        assert re.search(rf"CREATE OR REPLACE TRIGGER {trunc}\s+AFTER TRUNCATE ON {table}", plan)
+        for name in TRACKING.trigger_names():
+            assert f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}" in plan
     assert plan.count("SECURITY DEFINER SET search_path = pg_catalog, pg_temp") == 4
-    assert plan.count("FOR EACH STATEMENT") == 12
+    assert plan.count("FOR EACH STATEMENT") == 16 and plan.count("FOR EACH ROW") == 4
+    assert "old_rows NEW TABLE" not in plan  # an UPDATE captures its new rows only
     assert not re.search(r"\bUPDATE\s+(ONLY\s+)?[\w\".]+\s+SET\b", plan, re.IGNORECASE)
     assert "-- brands: logs brands.id" in plan
     assert "Root keys (products.id): rows of products where brand_id = value, their id." in plan
     assert [s.strip() for s in plan.split(";\n") if s.strip()][-1].endswith(
-        "etl_track_catalogue_product_categories()"
+        "ENABLE ALWAYS TRIGGER etl_track_catalogue_trunc"
     )
 
     before, rows = snapshot(engine), user_rows(engine)
@@ -214,7 +224,7 @@ def test_plan_applies_idempotently_and_remove_restores_the_catalogue(harness: Ha
     assert sorted(r[1] for r in triggers) == sorted(
         f"{t}.{n}" for t in USER_TABLES for n in TRACKING.trigger_names()
     )
-    assert all("FOR EACH STATEMENT" in r[4] and "REFERENCING" in r[4] for r in triggers)
+    assert all(("FOR EACH STATEMENT" in r[4]) != ("WHEN" in r[4]) for r in triggers), triggers
     functions = [r for r in ours(first) if r[0] == "function"]
     assert len(functions) == 4 and all(r[3] == "true search_path=pg_catalog, pg_temp" for r in functions)
 
@@ -324,8 +334,8 @@ def test_identifiers_that_need_quoting_work(harness: Harness) -> None:
     xid = write(engine, """INSERT INTO "Odd Table" VALUES ('a''b', 'x'), (NULL, 'y')""")
     log = tracking.log_table
     with engine.connect() as conn:
-        rows = conn.execute(select(log.c.xid, log.c.tbl, log.c.key, log.c.op)).all()
-    assert [tuple(r) for r in rows] == [(xid, "Odd Table", "a'b", "I")]  # NULL is not logged
+        rows = conn.execute(select(log.c.xid, log.c.tbl, log.c["keys"], log.c.op)).all()
+    assert [tuple(r) for r in rows] == [(xid, "Odd Table", ["a'b"], "I")]  # NULL is not logged
     tracking.remove(engine)
     assert not tracking.installed(engine)
     with engine.connect() as conn:
@@ -341,7 +351,7 @@ def test_identifiers_that_need_quoting_work(harness: Harness) -> None:
 # -- entries ----------------------------------------------------------------------------------
 
 
-def test_each_statement_logs_one_entry_per_distinct_key_and_transaction(harness: Harness) -> None:
+def test_each_statement_logs_one_entry_with_its_keys(harness: Harness) -> None:
     h = harness
     engine = h.source_engine
     prepare(h, rows=100)
@@ -353,36 +363,45 @@ def test_each_statement_logs_one_entry_per_distinct_key_and_transaction(harness:
             text("INSERT INTO products (sku, brand_id) VALUES ('SKU-T-1', 1) RETURNING id")
         ).scalar_one()
         xid = current_xid(conn)
-    assert log.new() == [(xid, "products", str(pid), "I")]
+    p = str(pid)
+    assert log.new() == [(xid, "products", (p,), "I")]
 
     xid = write(engine, "UPDATE products SET stock = stock + 1 WHERE id IN (1, 2, 3)")
-    assert sorted(log.new()) == [(xid, "products", k, "U") for k in ("1", "2", "3")]
+    assert log.new() == [(xid, "products", ("1", "2", "3"), "U")]  # one entry for the statement
 
     xid = write(engine, "UPDATE brands SET name = name || ' renamed' WHERE id = 2")
-    assert log.new() == [(xid, "brands", "2", "U")]
+    assert log.new() == [(xid, "brands", ("2",), "U")]
     xid = write(engine, "UPDATE categories SET name = name || ' renamed' WHERE id = 3")
-    assert log.new() == [(xid, "categories", "3", "U")]
+    assert log.new() == [(xid, "categories", ("3",), "U")]
 
     xid = write(engine, "INSERT INTO product_categories VALUES (:p, 1), (:p, 2)", p=pid)
-    assert log.new() == [(xid, "product_categories", str(pid), "I")]  # one per distinct value
+    assert log.new() == [(xid, "product_categories", (p,), "I")]
     xid = write(engine, "DELETE FROM product_categories WHERE product_id = :p", p=pid)
-    assert log.new() == [(xid, "product_categories", str(pid), "D")]
+    assert log.new() == [(xid, "product_categories", (p,), "D")]
 
-    # an update of the logged column logs the old and the new value
+    # an update of the logged column logs the new values, and each changed row's old value
+    with engine.connect() as conn:
+        moved = conn.exec_driver_sql(
+            "SELECT count(*) FROM product_categories WHERE product_id = 4"
+        ).scalar_one()
     xid = write(engine, "UPDATE product_categories SET product_id = :p WHERE product_id = 4", p=pid)
     assert sorted(log.new()) == sorted(
-        [(xid, "product_categories", "4", "U"), (xid, "product_categories", str(pid), "U")]
+        [(xid, "product_categories", (p,), "U")] + [(xid, "product_categories", ("4",), "U")] * moved
     )
+    xid = write(
+        engine, "UPDATE product_categories SET category_id = category_id WHERE product_id = :p", p=pid
+    )
+    assert log.new() == [(xid, "product_categories", (p,), "U")]  # the column kept: no old value
 
     xid = write(engine, "DELETE FROM products WHERE id = :p", p=pid)  # its links go by ON DELETE CASCADE
-    assert sorted(log.new()) == [(xid, "product_categories", str(pid), "D"), (xid, "products", str(pid), "D")]
+    assert sorted(log.new()) == [(xid, "product_categories", (p,), "D"), (xid, "products", (p,), "D")]
 
     # two statements in one transaction: one entry each, the same xid
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE products SET stock = 1 WHERE id = 7")
         conn.exec_driver_sql("UPDATE products SET stock = 2 WHERE id = 7")
         xid = current_xid(conn)
-    assert log.new() == [(xid, "products", "7", "U"), (xid, "products", "7", "U")]
+    assert log.new() == [(xid, "products", ("7",), "U"), (xid, "products", ("7",), "U")]
 
     write(engine, "UPDATE products SET stock = 0 WHERE id = -1")
     write(engine, "DELETE FROM brands WHERE id = -1")
@@ -390,6 +409,29 @@ def test_each_statement_logs_one_entry_per_distinct_key_and_transaction(harness:
         conn.exec_driver_sql("UPDATE products SET stock = 3 WHERE id = 8")
         conn.rollback()
     assert log.new() == []
+
+
+def test_truncate_and_replica_mode_leave_no_silent_gap(harness: Harness) -> None:
+    """A TRUNCATE is one entry without keys (op T); a session in replica mode, as a logical
+    replication apply worker or pg_restore runs, still logs; a disabled trigger is reported."""
+    h = harness
+    engine = h.source_engine
+    prepare(h, rows=50)
+    TRACKING.apply(engine)
+    log = Log(engine)
+    assert TRACKING.disabled(engine) == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE products SET stock = 5 WHERE id = 9")
+        xid = current_xid(conn)
+    assert log.new() == [(xid, "products", ("9",), "U")]
+    xid = write(engine, "TRUNCATE product_categories")
+    assert log.new() == [(xid, "product_categories", (), "T")]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE products DISABLE TRIGGER etl_track_catalogue_upd")
+    assert TRACKING.disabled(engine) == ["products.etl_track_catalogue_upd: disabled"]
+    TRACKING.apply(engine)  # applying again turns it back on
+    assert TRACKING.disabled(engine) == []
 
 
 def test_a_parent_rename_writes_no_child_row_and_one_entry(harness: Harness) -> None:
@@ -424,11 +466,11 @@ def test_a_parent_rename_writes_no_child_row_and_one_entry(harness: Harness) -> 
         xid = current_xid(conn)
         conn.commit()
         assert updated_products(conn) == before
-        assert log.new() == [(xid, "brands", "1", "U")]
+        assert log.new() == [(xid, "brands", ("1",), "U")]
         conn.exec_driver_sql("UPDATE products SET stock = stock WHERE id <= 10")  # the probe sees updates
         conn.commit()
         assert updated_products(conn) == before + 10
-    assert len(log.new()) == 10
+    assert [len(keys) for _, _, keys, _ in log.new()] == [10]  # one entry, ten keys
 
 
 # -- privileges -------------------------------------------------------------------------------
@@ -471,10 +513,10 @@ def test_a_writer_without_any_privilege_on_the_state_schema_can_write(harness: H
             conn.exec_driver_sql("RESET ROLE")
             conn.commit()
         assert log.new() == [
-            (xid, "products", str(pid), "I"),
-            (xid, "products", str(pid), "U"),
-            (xid, "product_categories", "3", "D"),
-            (xid, "products", str(pid), "D"),
+            (xid, "products", (str(pid),), "I"),
+            (xid, "products", (str(pid),), "U"),
+            (xid, "product_categories", ("3",), "D"),
+            (xid, "products", (str(pid),), "D"),
         ]
     finally:
         with engine.begin() as conn:

@@ -16,6 +16,7 @@ from dagster import (
 from catalogue.generate import generate
 from catalogue.versions import V1
 from etl_core.cursor import LogCursor
+from etl_core.snapshot import Snapshot
 from orchestration.cursors import CURSOR_KEY, read_cursor
 from tests.orchestration.conftest import Project
 
@@ -27,7 +28,7 @@ def test_a_checkpoint_stays_visible_behind_observations_without_a_cursor(project
     """A killed run leaves a checkpoint; reconcile and replay then observe the partition without
     a cursor. The next run must still resume from the checkpoint, not from the older
     materialisation (it used to read only the latest observation)."""
-    checkpoint = LogCursor.backfill(700, 1234)
+    checkpoint = LogCursor.backfill(700, Snapshot.below(1234))
     project.instance.report_runless_asset_event(
         AssetObservation(
             INDEX, partition="v1", metadata={CURSOR_KEY: MetadataValue.json(checkpoint.to_json())}

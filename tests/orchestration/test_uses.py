@@ -158,12 +158,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     deadline = time.monotonic() + 120
 
     def backfilled() -> int:
-        """The last key the backfill of v1 checkpointed (its cursor is ``(0, key, bound)``), as
+        """The last key the backfill of v1 checkpointed (its cursor is ``backfill(key, snapshot)``), as
         the next run reads it: the event log's checkpoints merged with the state record, which
         every acknowledged page updates."""
         cursor = read_cursors(project.instance, key, ["v1"], h.cursors)["v1"]
         assert cursor is None or isinstance(cursor, LogCursor)
-        return 0 if cursor is None else cursor.major if cursor.backfilling else rows
+        return 0 if cursor is None else int(cursor.key or 0) if cursor.backfilling else rows
 
     while backfilled() < 500:  # a few pages in
         assert child.poll() is None, "the run finished before it could be killed"

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl_core.cursor import Cursor, LogCursor, Position, merge
+from etl_core.column_feed import normalise
+from etl_core.cursor import Cursor, Position, lowest, merge
 from etl_core.errors import SinkUnavailable
-from etl_core.extract import RawPage, Watermark
-from etl_core.model import Action, DeadLetter, Outcome
+from etl_core.model import Action, DeadLetter, Outcome, Page, Shard, Watermark
 from etl_core.source import Source
 from etl_core.versions import IndexVersion
 
@@ -125,10 +125,19 @@ class ListExtractor:
     statements: int = 0
     rows: int = 0
     drained: bool = False
+    truncated: set[str] = field(default_factory=set)
 
     def watermark(self) -> Watermark:
         self.statements += 1
         return Watermark(self.below, self.below)
+
+    def changes(
+        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+    ) -> Iterator[Page[Any]]:
+        assert shard is None, "the list extractor serves a source with a change column only"
+        start = lowest(list(starts.values()))
+        assert isinstance(head.below, datetime)
+        return normalise(self.source, self.pages(start if isinstance(start, Cursor) else None, head.below))
 
     def pages(self, after: Cursor | None, below: datetime) -> Iterator[list[tuple[Any, ...]]]:
         fields = self.source.fields
@@ -140,23 +149,11 @@ class ListExtractor:
         while True:
             self.statements += 1
             page = ordered[start : start + self.page_size]
-            if not page:
-                return
             self.rows += len(page)
-            yield page
             if len(page) < self.page_size:
-                self.drained = True
+                self.drained = True  # as the real feed: known before the last page is handed on
+            if page:
+                yield page
+            if self.drained:
                 return
             start += self.page_size
-
-    def capture_pages(
-        self,
-        after: LogCursor | None,
-        bound: int,
-        follow_from: LogCursor | None = None,
-        *,
-        log: bool = True,
-        until: Any = None,
-        hand_over: bool = True,
-    ) -> Iterator[RawPage]:
-        raise NotImplementedError("the list extractor serves a source with a change column only")
