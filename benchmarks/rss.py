@@ -1,6 +1,12 @@
 """One full sync of ``v1`` over the first N rows, in its own process, reporting peak RSS.
 
 python -m benchmarks.rss --rows N --index NAME   (environment: the usual settings)
+python -m benchmarks.rss --rows N --index NAME --fan-out   (after the above, in a new process)
+
+``--fan-out``: the incremental sync after a parent change that reaches many documents (the
+brand with the most products is renamed to itself: one log entry), on the version the full sync
+built. Its peak RSS against the full sync's shows that pages are bounded in documents, not in
+log entries.
 """
 
 from __future__ import annotations
@@ -22,15 +28,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--index", required=True)
+    parser.add_argument("--fan-out", action="store_true", help="the incremental sync of a brand rename")
     args = parser.parse_args()
     conns = Connections(Settings.from_env(), CATALOGUE.name)
     source = dataclasses.replace(CATALOGUE, selectable=catalogue_select.where(products.c.id <= args.rows))
     version = dataclasses.replace(V1, index=args.index)
     version = dataclasses.replace(version, key=f"rss{args.rows}")
     conns.state.create()
-    with conns.state.engine.begin() as conn:  # always a full backfill
-        for table in (conns.state.cursors, conns.state.log_cursors):
-            conn.execute(table.delete().where(table.c.version == version.key))
+    if args.fan_out:
+        with conns.source_engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE brands SET name = name WHERE id = (SELECT brand_id FROM products"
+                f" WHERE id <= {int(args.rows)} GROUP BY brand_id ORDER BY count(*) DESC LIMIT 1)"
+            )
+    else:
+        with conns.state.engine.begin() as conn:  # always a full backfill
+            for table in (conns.state.cursors, conns.state.log_cursors):
+                conn.execute(table.delete().where(table.c.version == version.key))
     result = conns.sync(source, [version])
     conns.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -225,16 +225,40 @@ def ceiling(conns: Connections, version: IndexVersion[Any]) -> dict[str, float]:
     }
 
 
-def peak_rss(rows: int) -> float:
+def peak_rss(rows: int, fan_out_too: bool = False) -> dict[str, float]:
+    """Peak RSS of a full sync of ``rows`` rows in a process of its own; with ``fan_out_too``,
+    then of the incremental sync of a brand rename reaching many of them, in another process."""
     index = f"{PREFIX}rss-{uuid.uuid4().hex[:6]}"
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.rss", "--rows", str(rows), "--index", index],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-    )
-    return float(orjson.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+    found = {}
+    for extra in ([], ["--fan-out"]) if fan_out_too else ([],):
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.rss", "--rows", str(rows), "--index", index, *extra],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
+        last = orjson.loads(out.stdout.strip().splitlines()[-1])
+        found["fan_out" if extra else "full"] = float(last["peak_rss_mb"])
+        if extra:
+            found["fan_out_rows"] = float(last["rows"])
+    return found
+
+
+class Stall:
+    """``--stall``: a session in another database of the server holds an xid idle in
+    transaction (it stopped every source under the reader that came before)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings.source_url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        self.conn = self.engine.connect()
+        self.conn.exec_driver_sql("BEGIN")
+        self.conn.exec_driver_sql("SELECT pg_current_xact_id()")
+
+    def close(self) -> None:
+        self.conn.exec_driver_sql("ROLLBACK")
+        self.conn.close()
+        self.engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         help="CI size: 30 000 rows, RSS at 5 000 and 30 000 (under two minutes)",
     )
     parser.add_argument(
+        "--stall",
+        action="store_true",
+        help="hold an xid idle in transaction in another database for the whole run",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="OpenSearch on the last CPU, PostgreSQL and this process on the others (as if "
@@ -259,10 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.small_rows = 30_000, 5_000
+    if args.stall:
+        stall = Stall(Settings.from_env())
+        try:
+            return main_measure(args)
+        finally:
+            stall.close()
+    return main_measure(args)
+
+
+def main_measure(args: argparse.Namespace) -> int:
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2:
-            parser.error("--pin needs at least two CPUs")
+            raise SystemExit("--pin needs at least two CPUs")
         pin({cpus[-1]}, set(cpus[:-1]))
         try:
             return measure(args)
@@ -342,9 +381,11 @@ def measure(args: argparse.Namespace) -> int:
     assert result.rows_read == changed
     r["incremental_s"], r["incremental_rows"] = s, changed
 
-    log(f"peak RSS at {args.small_rows} and {args.rows} rows (separate processes)")
-    r["peak_rss_mb_small"] = peak_rss(args.small_rows)
-    r["peak_rss_mb_large"] = peak_rss(args.rows)
+    log(f"peak RSS at {args.small_rows} and {args.rows} rows, then a brand rename (separate processes)")
+    r["peak_rss_mb_small"] = peak_rss(args.small_rows)["full"]
+    large = peak_rss(args.rows, fan_out_too=True)
+    r["peak_rss_mb_large"], r["peak_rss_mb_fan_out"] = large["full"], large["fan_out"]
+    r["fan_out_rows"] = int(large["fan_out_rows"])
     conns.client.indices.delete(index=f"{PREFIX}*", ignore_unavailable=True)
     conns.close()
 
@@ -357,6 +398,7 @@ def measure(args: argparse.Namespace) -> int:
         "shared_core_saving_vs_2_extractions": (r["separate_3v_core_s"] - r["shared_3v_core_s"])
         / (2 * r["extract_only_core_s"]),
         "rss_large_vs_small": r["peak_rss_mb_large"] / r["peak_rss_mb_small"],
+        "rss_fan_out_vs_full": r["peak_rss_mb_fan_out"] / r["peak_rss_mb_large"],
         "incremental_vs_full_3v": r["incremental_s"] / r["shared_3v_s"],
     }
     r.update(ratios)
@@ -365,7 +407,9 @@ def measure(args: argparse.Namespace) -> int:
         "shared_saving_vs_2_extractions": ">= 0.8",
         "rss_large_vs_small": "<= 1.15",
         "incremental_vs_full_3v": "<= 0.02",
+        "rss_fan_out_vs_full": "<= 1.0",
     }
+    r["stalled"] = args.stall
     for key, value in r.items():
         shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
         print(f"{key:32} {shown:>20} {targets.get(key, '')}")

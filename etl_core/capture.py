@@ -32,6 +32,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy import union as sql_union
@@ -174,7 +175,20 @@ def log_lag_statement(
                 rows = select(func.count()).select_from(src).where(src.c[key] > cursor.key)
                 entries = entries + rows.scalar_subquery()
         columns += [entries.label(f"rows_{name}"), oldest.label(f"oldest_{name}")]
-    return select(*columns, OPEN_TRANSACTIONS.label("open_transactions"))
+    return select(*columns, OPEN_TRANSACTIONS.label("open_transactions"), *log_upkeep_columns(tracking))
+
+
+def log_upkeep_columns(tracking: Tracking) -> list[ColumnElement[Any]]:
+    """The log's size on disk, its row estimate (the planner's, no scan) and its oldest entry's
+    start: what a lagging or never-started version lets grow."""
+    log = tracking.log_table
+    relation = func.to_regclass(f"{tracking.schema}.{log.name}")
+    estimate = select(func.greatest(literal_column("reltuples"), 0)).select_from(text("pg_class"))
+    return [
+        func.pg_total_relation_size(relation).label("log_bytes"),
+        estimate.where(literal_column("oid") == relation).scalar_subquery().label("log_entries_estimate"),
+        select(log.c.at).order_by(log.c.xid, log.c.seq).limit(1).scalar_subquery().label("log_oldest"),
+    ]
 
 
 OPEN_TRANSACTIONS: ColumnElement[Any] = literal_column(

@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tracking = sub.add_parser("tracking", help="the source's generated change capture")
     tracking.add_argument("verb", choices=["plan", "apply", "remove", "status"])
+    tracking.add_argument(
+        "--force", action="store_true", help="remove: drop the log even if it holds unread entries"
+    )
 
     s = sub.add_parser("sync", help="bring the versions up to the source, in one lane (one read for all)")
     s.add_argument("only", nargs="*", metavar="VERSION", help="sync only these (default: all not retired)")
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = _source(args.source)
         if args.command == "tracking":
-            return _tracking(source, args.verb)
+            return _tracking(source, args.verb, force=args.force)
         versions = _versions(args.versions, source)
         conns = Connections(Settings.from_env(), source.name)
         try:
@@ -192,6 +195,7 @@ def _run(
                 "versions": [s.to_json() for s in statuses],
                 # what may still arrive when it commits; it holds back nothing committed
                 "open_transactions": list(lag.open_transactions),
+                "change_log": lag.log,
             }
         )
     elif cmd == "validate":
@@ -249,7 +253,7 @@ def _run(
     return 0
 
 
-def _tracking(source: Source[Any], verb: str) -> int:
+def _tracking(source: Source[Any], verb: str, *, force: bool = False) -> int:
     if source.tracking is None:
         raise ConfigError(
             f"source {source.name!r} declares no tracking; add tracking=Tracking(...) to use change capture"
@@ -261,7 +265,7 @@ def _tracking(source: Source[Any], verb: str) -> int:
     name = "TRACKING_DATABASE_URL" if env.get("TRACKING_DATABASE_URL") else "SOURCE_DATABASE_URL"
     engine = make_engine(url_from_env(env, name))
     try:
-        return _run_tracking(source, source.tracking, verb, engine)
+        return _run_tracking(source, source.tracking, verb, engine, force=force)
     except DBAPIError as exc:
         if transient_db_error(exc):
             raise SourceUnavailable(
@@ -277,16 +281,18 @@ def _tracking(source: Source[Any], verb: str) -> int:
         engine.dispose()
 
 
-def _run_tracking(source: Source[Any], tracking: Tracking, verb: str, engine: Engine) -> int:
+def _run_tracking(source: Source[Any], tracking: Tracking, verb: str, engine: Engine, *, force: bool) -> int:
     if verb == "apply":
         tracking.apply(engine)
         print(f"tracking of {source.name!r} applied")
     elif verb == "remove":
-        tracking.remove(engine)
+        tracking.remove(engine, force=force)
         print(f"tracking of {source.name!r} removed")
     else:
         installed = tracking.installed(engine)
         print(f"tracking of {source.name!r}: {'installed' if installed else 'not installed'}")
+        for gap in tracking.disabled(engine):
+            print(f"warning: trigger {gap}: changes it should log are lost (run tracking apply)")
         return 0 if installed else 1
     return 0
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from psycopg.errors import UndefinedTable
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -75,6 +76,18 @@ class Extractor(Generic[R]):
                 once, retry_on=transient_db_error, backoff=self.backoff, log_as="source_retry", what=what
             )
         except DBAPIError as exc:
+            tracking = self.source.tracking
+            if (
+                tracking is not None
+                and isinstance(exc.orig, UndefinedTable)
+                and tracking.log_table.name in str(exc.orig)
+            ):
+                raise SourceRefused(
+                    f"the change log {tracking.log_table.fullname} of source {self.source.name!r} does "
+                    "not exist: change capture is not installed. Run `python -m etl_core --source "
+                    "<module:ATTR> tracking apply` (or the Dagster job "
+                    f"{self.source.name}_change_tracking with action: apply), then sync; no cursor was moved."
+                ) from None
             if not transient_db_error(exc):
                 raise SourceRefused(
                     f"PostgreSQL refused the {what} statement of source {self.source.name!r}: "

@@ -165,7 +165,8 @@ class LogFeed(Generic[R]):
         log_cursors = {k: c if isinstance(c, LogCursor) else None for k, c in cursors.items()}
         stmt = log_lag_statement(self.source.subquery(), self.source.key, self.tracking, log_cursors)
         row = self.reader.run("lag", stmt)[0]
-        now, values, open_transactions = row[0], row[1:-1], row[-1]
+        now, values = row[0], row[1 : 1 + 2 * len(log_cursors)]
+        open_transactions, log_bytes, estimate, first_entry = row[1 + 2 * len(log_cursors) :]
         rows, seconds = {}, {}
         for i, (name, cursor) in enumerate(log_cursors.items()):
             count, oldest = values[2 * i], values[2 * i + 1]
@@ -174,7 +175,13 @@ class LogFeed(Generic[R]):
                 seconds[name] = float("inf") if count else 0.0
             else:
                 seconds[name] = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        return Lag(rows, seconds, tuple(open_transactions))
+        age = None if first_entry is None else round((now - first_entry).total_seconds(), 1)
+        upkeep = {
+            "bytes": int(log_bytes or 0),
+            "entries_estimate": int(estimate or 0),
+            "oldest_entry_age_s": age,
+        }
+        return Lag(rows, seconds, tuple(open_transactions), upkeep)
 
     def newest(self) -> str | None:
         """The newest log entry's time (its writing transaction's start)."""

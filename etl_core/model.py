@@ -156,6 +156,9 @@ class Lag:
     """Transactions of the source's database holding an xid (kind, id: a pid or a prepared gid,
     database, user, state, xid, age_s): what may still arrive when they commit. They hold back
     nothing already committed."""
+    log: Mapping[str, Any] | None = None
+    """The change log's upkeep: ``bytes``, ``entries_estimate``, ``oldest_entry_age_s``
+    (None when it is empty); None for a source without one."""
 
     def seconds_behind(self, version: str) -> float:
         return self.seconds.get(version, 0.0)

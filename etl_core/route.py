@@ -42,11 +42,15 @@ def route_page(
 ) -> RoutedPage[R]:
     """Each version gets the records strictly after its own cursor: a version that is ahead
     skips what it has already acknowledged; a record its predicate rejects becomes a delete (it may
-    have matched before)."""
+    have matched before). A page's changes are in change order, so when its first change is
+    past the version's cursor every one is, and no change is compared."""
     batches: dict[str, VersionBatch] = {}
+    first = page.changes[0].position if page.changes else None
     for version in versions:
         start = starts.get(version.key)
-        batch = VersionBatch(version.key, start)
+        if start is not None and first is not None and first > start:
+            start = None  # the whole page is past the cursor
+        batch = VersionBatch(version.key, starts.get(version.key))
         append = batch.actions.append
         for change in page.changes:
             if start is not None and change.position <= start:

@@ -38,12 +38,18 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    select,
     text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
 from etl_core.errors import ConfigError
+
+
+class TrackingInUse(ConfigError):
+    """``remove`` was asked while the change log still holds entries a version may not have read."""
+
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 _PREPARER = _DIALECT.identifier_preparer
@@ -337,14 +343,36 @@ class Tracking:
                 conn.exec_driver_sql(statement)
             self._drop_stale(conn)
 
-    def remove(self, engine: Engine) -> None:
+    def remove(self, engine: Engine, *, force: bool = False) -> None:
         """Drop triggers, functions and the log in one transaction; user tables keep their rows.
-        The state schema stays: it holds the project's other state."""
+        The state schema stays: it holds the project's other state.
+
+        Refuses (:class:`TrackingInUse`) while the log holds entries: a sync trims what every
+        version has been delivered, so what is left may not have reached some version, and would
+        be lost with the log. ``force`` drops them anyway."""
         with engine.begin() as conn:
             self._lock(conn)
+            left = self._entries(conn)
+            if left and not force:
+                entries, keys = left
+                raise TrackingInUse(
+                    f"tracking {self.source!r}: the change log {self._log.fullname} still holds "
+                    f"{entries} entries ({keys} keys) that a version may not have read; removing it "
+                    "would lose those changes. Sync every version (a sync trims what all have read), "
+                    "or remove with --force (then reconcile the versions to repair what they missed)"
+                )
             self._drop_stale(conn)
             for statement in self.remove_statements():
                 conn.exec_driver_sql(statement)
+
+    def _entries(self, conn: Connection) -> tuple[int, int] | None:
+        """(entries, keys) the log holds, or None when it holds none or does not exist."""
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": _table(self._log)}).scalar() is None:
+            return None
+        log = self._log
+        keys = func.coalesce(log.c["keys"], postgresql.array([log.c.key]))
+        found = conn.execute(select(func.count(), func.coalesce(func.sum(func.cardinality(keys)), 0))).one()
+        return (int(found[0]), int(found[1])) if found[0] else None
 
     def installed(self, engine: Engine) -> bool:
         """The log table and every declared trigger, pointing at its own function, exist."""

@@ -26,14 +26,19 @@ class Thresholds:
     max_dead_letters: int = 0
     max_lag_rows: int = 0
     max_lag_seconds: float = 300.0
+    max_log_mb: int = 1024
+    max_log_age_s: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Thresholds:
-        """``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (default 0, 0, 300)."""
+        """``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (default 0, 0, 300);
+        ``ETL_MAX_LOG_MB``, ``ETL_MAX_LOG_AGE_S`` for the change log (default 1024 MB, a day)."""
         return cls(
             max_dead_letters=env_int(env, "ETL_MAX_DEAD_LETTERS", 0, minimum=0),
             max_lag_rows=env_int(env, "ETL_MAX_LAG_ROWS", 0, minimum=0),
             max_lag_seconds=float(env_int(env, "ETL_MAX_LAG_S", 300, minimum=0)),
+            max_log_mb=env_int(env, "ETL_MAX_LOG_MB", 1024, minimum=1),
+            max_log_age_s=env_int(env, "ETL_MAX_LOG_AGE_S", 86_400, minimum=1),
         )
 
 
@@ -43,6 +48,8 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    gates: bool = True
+    """Whether a failure stops the cut-over; a warning about the source's upkeep does not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +59,10 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed for c in self.checks if c.gates)
 
     def failures(self) -> str:
-        return "; ".join(f"{c.name}: {c.description}" for c in self.checks if not c.passed)
+        return "; ".join(f"{c.name}: {c.description}" for c in self.checks if c.gates and not c.passed)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
@@ -77,7 +84,7 @@ def validate(
     lag = extractor.lag({version.key: cursor})
     rows_behind = lag.rows_behind[version.key]
     seconds_behind = lag.seconds_behind(version.key)
-    checks = (
+    checks: tuple[CheckOutcome, ...] = (
         CheckOutcome(
             "doc_count_matches_source",
             drift.count_matches,
@@ -108,6 +115,26 @@ def validate(
             },
         ),
     )
+    if lag.log is not None:
+        checks += (log_upkeep(lag.log, thresholds),)
     report = ValidationReport(version.key, checks)
     event("validated", version=version.key, passed=report.passed, failures=report.failures())
     return report
+
+
+def log_upkeep(log: Mapping[str, Any], thresholds: Thresholds) -> CheckOutcome:
+    """The change log is trimmed below the slowest non-retired version: one that lags or never
+    started lets it grow. A warning (it does not gate the cut-over): sync or retire that version."""
+    megabytes = log["bytes"] / 1_048_576
+    age = log["oldest_entry_age_s"]
+    passed = megabytes <= thresholds.max_log_mb and (age is None or age <= thresholds.max_log_age_s)
+    return CheckOutcome(
+        "change_log_within_threshold",
+        passed,
+        f"change log {megabytes:.1f} MB, about {log['entries_estimate']} entries, oldest "
+        + ("none" if age is None else f"{age:.0f} s old")
+        + f" (thresholds {thresholds.max_log_mb} MB, {thresholds.max_log_age_s} s); a version that "
+        "lags or never started holds it: sync or retire it",
+        dict(log),
+        gates=False,
+    )

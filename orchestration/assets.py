@@ -58,12 +58,25 @@ def partition_metadata(key: str, result: SyncResult, lag: Lag) -> dict[str, Any]
         "lag_rows": MetadataValue.int(lag.rows_behind.get(key, 0)),
         # what may still arrive when it commits (it holds back nothing committed)
         "open_transactions": MetadataValue.int(len(lag.open_transactions)),
+        **log_metadata(lag),
         "pages": MetadataValue.int(result.pages),
         "rows_read": MetadataValue.int(result.rows_read),
         "statements": MetadataValue.int(result.statements),
         "caught_up": MetadataValue.bool(result.caught_up),
         "lane": MetadataValue.text(",".join(result.versions)),
         "duration_s": MetadataValue.float(round(result.duration_s, 3)),
+    }
+
+
+def log_metadata(lag: Lag) -> dict[str, Any]:
+    """The change log's upkeep, on every partition (a lagging version lets it grow)."""
+    if lag.log is None:
+        return {}
+    age = lag.log["oldest_entry_age_s"]
+    return {
+        "log_bytes": MetadataValue.int(lag.log["bytes"]),
+        "log_entries_estimate": MetadataValue.int(lag.log["entries_estimate"]),
+        "log_oldest_entry_age_s": MetadataValue.float(-1.0 if age is None else float(age)),
     }
 
 

@@ -11,11 +11,14 @@ from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionCo
 from sqlalchemy.exc import DBAPIError
 
 from etl_core.settings import make_engine
+from etl_core.tracking import TrackingInUse
 from orchestration.spec import SourceSpec
 
 
 class TrackingConfig(Config):
     action: Literal["plan", "apply", "remove", "status"] = "plan"
+    force: bool = False
+    """remove: drop the change log even while it holds entries a version may not have read."""
 
 
 def build_tracking_job(spec: SourceSpec) -> JobDefinition:
@@ -37,8 +40,14 @@ def build_tracking_job(spec: SourceSpec) -> JobDefinition:
                 if config.action == "apply":
                     tracking.apply(engine)
                 elif config.action == "remove":
-                    tracking.remove(engine)
+                    tracking.remove(engine, force=config.force)
                 metadata["installed"] = tracking.installed(engine)
+                gaps = tracking.disabled(engine)
+                metadata["disabled_triggers"] = MetadataValue.json(gaps)
+                for gap in gaps:
+                    context.log.warning(f"trigger {gap}: changes it should log are lost (apply again)")
+            except TrackingInUse as exc:
+                raise Failure(str(exc)) from None
             except DBAPIError as exc:
                 raise Failure(
                     f"PostgreSQL refused to {config.action} the tracking of {source.name!r}: "

@@ -11,6 +11,7 @@ is delivered when it commits, with exact parity.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,12 +24,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from catalogue.generate import generate
+from catalogue.source import TRACKING
 from etl_core.cursor import LogCursor
-from etl_core.errors import SinkUnavailable
+from etl_core.errors import SinkUnavailable, SourceRefused
 from etl_core.extract import Lag
 from etl_core.model import Outcome
 from etl_core.settings import Settings
 from etl_core.sink import OpenSearchSink
+from etl_core.validation import Thresholds, log_upkeep
 from tests.integration.harness import Harness
 from tests.integration.test_follow import connections
 from tests.integration.test_sync import assert_parity, execute
@@ -113,11 +116,15 @@ def test_an_open_transaction_anywhere_on_the_server_holds_back_nothing_committed
     versions = h.versions
     h.sync(versions)
     assert all(n == 0 for n in lag(h, versions).rows_behind.values())
-    with holding(other_database if where == "other" else source_url(h), *statements):
+    with holding(other_database if where == "other" else source_url(h), *statements) as held:
         execute(h, "UPDATE products SET name = 'committed while another waits' WHERE id = 7")
         waiting = lag(h, versions)
         assert all(waiting.rows_behind[v.key] == 1 for v in versions), waiting
         assert all(waiting.seconds[v.key] > 0 for v in versions), waiting
+        named = {(t["kind"], t["id"]) for t in waiting.open_transactions}
+        # what may still arrive is named: a session of the source's database, by pid; one in
+        # another database cannot write this source's tables, so it is not
+        assert (("session", str(held.info.backend_pid)) in named) == (where == "same"), named
         result = h.sync(versions)
         assert result.rows_read == 1 and result.caught_up
         assert names(h, versions, "7") == {"committed while another waits"}
@@ -228,6 +235,31 @@ def test_a_parent_change_reaching_many_documents_is_paged_by_documents(h: Harnes
     assert reached >= 4500 and result.rows_read == reached
     assert max(sizes) <= h.page_size and len([s for s in sizes if s]) == -(-reached // h.page_size)
     assert_parity(h, *versions)
+
+
+def test_sync_before_tracking_apply_says_to_apply_it(h: Harness) -> None:
+    generate(h.source_engine, rows=50, seed=98)
+    TRACKING.remove(h.source_engine, force=True)
+    with pytest.raises(SourceRefused, match=r"catalogue_changes .*does not exist.* tracking apply"):
+        h.sync(h.versions)
+
+
+def test_the_log_upkeep_is_reported_and_warns_past_its_threshold(h: Harness) -> None:
+    """A version never synced holds the log: status shows its size and oldest entry, and the
+    non-gating check warns once it passes the threshold."""
+    generate(h.source_engine, rows=300, seed=99)
+    v1, v2 = h.versions[:2]
+    h.sync([v1])
+    execute(h, "UPDATE products SET stock = stock + 1 WHERE id <= 100")
+    assert h.extractor().trim(list(h.cursors.load([v1.key, v2.key]).values())) == 0  # v2 holds it
+    upkeep = lag(h, [v1, v2]).log
+    assert upkeep is not None and upkeep["bytes"] > 0 and upkeep["oldest_entry_age_s"] is not None
+    tight = log_upkeep(upkeep, Thresholds(max_log_mb=1, max_log_age_s=1))
+    time.sleep(1.1)
+    late = log_upkeep(lag(h, [v1, v2]).log or {}, Thresholds(max_log_mb=1, max_log_age_s=1))
+    assert tight.name == "change_log_within_threshold" and not tight.gates
+    assert not late.passed and "sync or retire" in late.description
+    assert log_upkeep(upkeep, Thresholds()).passed
 
 
 def test_a_truncate_is_captured_and_the_lane_reconciled_at_once(h: Harness, settings: Settings) -> None:

@@ -29,7 +29,8 @@ def test_the_change_tracking_job_plans_applies_and_removes(project: Project) -> 
     ]
     assert "CREATE OR REPLACE TRIGGER etl_track_catalogue_upd" in str(materialised["ddl"].value)
     for action, installed in (("status", True), ("remove", False), ("status", False), ("apply", True)):
-        result = project.run_job("catalogue_change_tracking", action=action)
+        force = {"force": True} if action == "remove" else {}  # the demo data's entries go with it
+        result = project.run_job("catalogue_change_tracking", action=action, **force)
         assert result.success
         [meta] = [
             e.step_output_data.metadata for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"

@@ -182,5 +182,6 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
     redone = meta["rows_read"] - (rows - checkpoint)
     assert 0 <= redone <= 100  # at most the page in flight when the run was killed
     print(f"kill -9 after {checkpoint} rows checkpointed: {redone // 100} pages redone")
-    assert "xid" in meta["cursor"] and meta["caught_up"] is True  # through the source, to the log
+    # through the source, to the log: a snapshot position, past any backfill
+    assert "snapshot" in meta["cursor"] and "backfill_key" not in meta["cursor"] and meta["caught_up"] is True
     assert_parity(h, v1)
