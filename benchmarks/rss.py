@@ -4,8 +4,8 @@ python -m benchmarks.rss --rows N --index NAME   (environment: the usual setting
 python -m benchmarks.rss --rows N --index NAME --fan-out   (after the above, in a new process)
 
 ``--fan-out``: the incremental sync after a parent change that reaches many documents (the
-brand with the most products is renamed to itself: one log entry), on the version the full sync
-built. Its peak RSS against the full sync's shows that pages are bounded in documents, not in
+category with the most products is renamed to itself: one log entry), on the version the full
+sync built. Its peak RSS against the full sync's shows that pages are bounded in documents, not in
 log entries.
 """
 
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--index", required=True)
-    parser.add_argument("--fan-out", action="store_true", help="the incremental sync of a brand rename")
+    parser.add_argument("--fan-out", action="store_true", help="the incremental sync of a category rename")
     args = parser.parse_args()
     conns = Connections(Settings.from_env(), CATALOGUE.name)
     source = dataclasses.replace(CATALOGUE, selectable=catalogue_select.where(products.c.id <= args.rows))
@@ -38,8 +38,8 @@ def main() -> None:
     if args.fan_out:
         with conns.source_engine.begin() as conn:
             conn.exec_driver_sql(
-                "UPDATE brands SET name = name WHERE id = (SELECT brand_id FROM products"
-                f" WHERE id <= {int(args.rows)} GROUP BY brand_id ORDER BY count(*) DESC LIMIT 1)"
+                "UPDATE categories SET name = name WHERE id = (SELECT category_id FROM product_categories"
+                f" WHERE product_id <= {int(args.rows)} GROUP BY category_id ORDER BY count(*) DESC LIMIT 1)"
             )
     else:
         with conns.state.engine.begin() as conn:  # always a full backfill

@@ -227,7 +227,7 @@ def ceiling(conns: Connections, version: IndexVersion[Any]) -> dict[str, float]:
 
 def peak_rss(rows: int, fan_out_too: bool = False) -> dict[str, float]:
     """Peak RSS of a full sync of ``rows`` rows in a process of its own; with ``fan_out_too``,
-    then of the incremental sync of a brand rename reaching many of them, in another process."""
+    then of the incremental sync of a category rename reaching many of them, in another process."""
     index = f"{PREFIX}rss-{uuid.uuid4().hex[:6]}"
     found = {}
     for extra in ([], ["--fan-out"]) if fan_out_too else ([],):
@@ -381,7 +381,7 @@ def measure(args: argparse.Namespace) -> int:
     assert result.rows_read == changed
     r["incremental_s"], r["incremental_rows"] = s, changed
 
-    log(f"peak RSS at {args.small_rows} and {args.rows} rows, then a brand rename (separate processes)")
+    log(f"peak RSS at {args.small_rows} and {args.rows} rows, then a category rename (separate processes)")
     r["peak_rss_mb_small"] = peak_rss(args.small_rows)["full"]
     large = peak_rss(args.rows, fan_out_too=True)
     r["peak_rss_mb_large"], r["peak_rss_mb_fan_out"] = large["full"], large["fan_out"]
