@@ -244,6 +244,11 @@ def test_a_select_only_role_and_a_prepared_transaction_lose_nothing(h: Harness, 
                 sync(h, versions, extractor=extractor(h, reader))  # 11 does not wait for it
                 assert h.documents(versions[0])["11"]["name"] == "after the prepared one"
                 assert h.documents(versions[0])["10"]["name"] != "prepared"
+                waiting = extractor(h, reader).lag(h.cursors.load(v.key for v in versions))
+                assert all(n == 0 for n in waiting.rows_behind.values())  # nothing committed waits
+                # what may still arrive is named, by its gid, for the unprivileged role too
+                named = {(t["kind"], t["id"]) for t in waiting.open_transactions}
+                assert ("prepared", prepared) in named
             finally:
                 with h.source_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.exec_driver_sql(f"COMMIT PREPARED '{prepared}'")
