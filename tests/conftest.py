@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,10 @@ def admin_engine(settings: Settings) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def database(settings: Settings, admin_engine: Engine) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_database(admin_engine: Engine, prefix: str = "t") -> Iterator[str]:
+    """A database of its own on the shared server, dropped (sessions and all) on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin_engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -60,6 +62,12 @@ def database(settings: Settings, admin_engine: Engine) -> Iterator[str]:
     finally:
         with admin_engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database(settings: Settings, admin_engine: Engine) -> Iterator[str]:
+    with fresh_database(admin_engine) as name:
+        yield name
 
 
 @pytest.fixture

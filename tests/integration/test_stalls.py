@@ -12,7 +12,6 @@ is delivered when it commits, with exact parity.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import TupleRow
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from catalogue.generate import generate
@@ -33,6 +32,7 @@ from etl_core.settings import Settings
 from etl_core.sink import OpenSearchSink
 from etl_core.snapshot import Snapshot
 from etl_core.validation import Thresholds, log_upkeep
+from tests.conftest import fresh_database
 from tests.integration.harness import Harness
 from tests.integration.test_follow import connections
 from tests.integration.test_sync import assert_parity, execute
@@ -55,14 +55,8 @@ def connect(url: URL) -> Conn:
 
 @pytest.fixture
 def other_database(settings: Settings, admin_engine: Engine) -> Iterator[URL]:
-    name = f"o_{uuid.uuid4().hex[:12]}"
-    with admin_engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with fresh_database(admin_engine, "o") as name:
         yield settings.source_url.set(database=name)
-    finally:
-        with admin_engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager

@@ -36,41 +36,32 @@ def test_rank_and_external_version_grow_as_snapshots_are_taken_and_differ_when_c
     assert TAKEN[0].xmin == TAKEN[1].xmin and versions[0] < versions[1]
 
 
+A, B, C = TAKEN[0], TAKEN[1], TAKEN[3]
+READS = [  # in the order a version passes them
+    LogCursor.backfill(1, A),
+    LogCursor.backfill(7, A),
+    LogCursor.done(A),
+    LogCursor.in_batch(A, B, 3),
+    LogCursor.in_batch(A, B, 5),  # within a batch: by key
+    LogCursor.done(B),
+    LogCursor.in_batch(B, C, 1),
+    LogCursor.done(C),
+]
+
+
 def test_positions_order_like_the_reads() -> None:
-    a, b, c = TAKEN[0], TAKEN[1], TAKEN[3]
-    reads = [
-        LogCursor.backfill(1, a),
-        LogCursor.backfill(7, a),
-        LogCursor.done(a),
-        LogCursor.in_batch(a, b, 3),
-        LogCursor.in_batch(a, b, 9),
-        LogCursor.done(b),
-        LogCursor.in_batch(b, c, 1),
-        LogCursor.done(c),
-    ]
-    for earlier, later in itertools.combinations(reads, 2):
+    for earlier, later in itertools.combinations(READS, 2):
         assert earlier < later and merge(later, earlier) == later
 
 
 def test_the_cursor_stores_columns_order_exactly_like_the_positions() -> None:
     """The store merges in SQL on (head, key, tail); the same order in Python, over every pair."""
-    a, b, c = TAKEN[0], TAKEN[1], TAKEN[3]
-    positions = [
-        LogCursor.backfill(1, a),
-        LogCursor.backfill(7, b),
-        LogCursor.done(a),
-        LogCursor.in_batch(a, b, 3),
-        LogCursor.in_batch(TAKEN[2], b, 5),
-        LogCursor.done(b),
-        LogCursor.in_batch(b, c, 1),
-        LogCursor.done(c),
-    ]
 
     def sql_order(p: LogCursor) -> tuple[object, ...]:
         head, key, tail = p.rank_columns()
         return (head, (0,) if key is None else (1, key), tail)  # jsonb null sorts first
 
-    for x, y in itertools.permutations(positions, 2):
+    for x, y in itertools.permutations(READS, 2):
         assert (x < y) == (sql_order(x) < sql_order(y)), (x, y)
 
 
