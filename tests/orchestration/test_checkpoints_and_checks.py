@@ -60,7 +60,9 @@ def test_one_validation_check_alone_yields_that_check_alone(project: Project) ->
     assert [e.check_name for e in evaluations] == ["lag_within_threshold"]
     assert evaluations[0].severity == AssetCheckSeverity.WARN  # lag heals by itself; parity does not
     full = {e.check_name: e.severity for e in project_checks(project)}
-    assert full["documents_match_transform"] == AssetCheckSeverity.ERROR and len(full) == 4
+    assert full["documents_match_transform"] == AssetCheckSeverity.ERROR and len(full) == 5
+    # the change log's upkeep warns and does not gate the cut-over
+    assert full["change_log_within_threshold"] == AssetCheckSeverity.WARN
 
 
 def project_checks(project: Project) -> list[AssetCheckEvaluation]:
