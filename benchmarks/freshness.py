@@ -553,7 +553,9 @@ def idle_load(
 
 def trigger_overhead(url: URL, rows: int, repeats: int) -> dict[str, Any]:
     """The same UPDATE of the first ``rows`` rows of ``products`` (tracked) and of an identical
-    untracked copy, alternately, each pair after a VACUUM of both; the median per-pair ratio."""
+    untracked copy, alternately, each pair after a VACUUM of both; the median per-pair ratio.
+    Also the share of those updates PostgreSQL made HOT on each table: the triggers only append
+    to the log, so tracking must not change it."""
     engine = short_lived(url)
     vacuum = short_lived(url, isolation_level="AUTOCOMMIT")
     update = "UPDATE {} SET price_cents = price_cents + 1 WHERE id <= :n"
@@ -571,6 +573,7 @@ def trigger_overhead(url: URL, rows: int, repeats: int) -> dict[str, Any]:
         with vacuum.connect() as conn:
             conn.exec_driver_sql(f"VACUUM (FULL, ANALYZE) products, {UNTRACKED}")
         timed("products"), timed(UNTRACKED)  # warm-up, not counted
+        before = hot_counts(vacuum)
         tracked_s: list[float] = []
         untracked_s: list[float] = []
         updated = 0
@@ -581,6 +584,7 @@ def trigger_overhead(url: URL, rows: int, repeats: int) -> dict[str, Any]:
             for table in order:
                 s, updated = timed(table)
                 (tracked_s if table == "products" else untracked_s).append(s)
+        after = hot_counts(vacuum)
     finally:
         engine.dispose()
         vacuum.dispose()
@@ -591,7 +595,25 @@ def trigger_overhead(url: URL, rows: int, repeats: int) -> dict[str, Any]:
         "trigger_overhead_ratio": round(
             statistics.median(t / u for t, u in zip(tracked_s, untracked_s, strict=True)), 3
         ),
+        **{
+            f"overhead_hot_share_{'tracked' if table == 'products' else 'untracked'}": round(
+                (after[table][1] - before[table][1]) / max(1, after[table][0] - before[table][0]), 3
+            )
+            for table in ("products", UNTRACKED)
+        },
     }
+
+
+def hot_counts(engine: Engine) -> dict[str, tuple[int, int]]:
+    """``(n_tup_upd, n_tup_hot_upd)`` of both tables, fresh (the updating sessions have ended:
+    NullPool, so their counts were flushed when they closed)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        rows = conn.exec_driver_sql(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            f" WHERE relname IN ('products', '{UNTRACKED}')"
+        ).all()
+    return {name: (int(upd), int(hot)) for name, upd, hot in rows}
 
 
 # -- main -------------------------------------------------------------------------------------
