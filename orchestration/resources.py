@@ -23,6 +23,7 @@ _OPTIONAL = (
     "OPENSEARCH_VERIFY_CERTS",
     "ETL_PAGE_SIZE",
     "ETL_BULK_MAX_BYTES",
+    "ETL_BULK_IN_FLIGHT",
     "ETL_STATE_SCHEMA",
     "TRACKING_DATABASE_URL",
     "ETL_FOLLOW_POLL_S",
@@ -45,6 +46,7 @@ class SyncEngine(ConfigurableResource["SyncEngine"]):
     opensearch_verify_certs: str = "true"
     etl_page_size: str = ""
     etl_bulk_max_bytes: str = ""
+    etl_bulk_in_flight: str = ""
     etl_state_schema: str = ""
     tracking_database_url: str = ""
     etl_follow_poll_s: str = ""

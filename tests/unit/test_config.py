@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from etl_core import ConfigError, IndexVersion, Source, validate_versions
 from etl_core.settings import Settings
+from orchestration.resources import _OPTIONAL, SyncEngine
 from tests.unit.models import SOURCE, Item, doc, items, version
 
 
@@ -91,3 +92,40 @@ def test_writes_in_flight_are_a_whole_number_of_at_least_one() -> None:
     assert Settings.from_env({**env, "ETL_BULK_IN_FLIGHT": "1"}).bulk_in_flight == 1
     with pytest.raises(ConfigError, match="ETL_BULK_IN_FLIGHT='0' must be a whole number of at least 1"):
         Settings.from_env({**env, "ETL_BULK_IN_FLIGHT": "0"})
+
+
+class Recording(dict[str, str]):
+    """An environment that notes every variable asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+
+def test_every_setting_the_core_reads_is_a_field_of_the_dagster_resource() -> None:
+    """ETL_BULK_IN_FLIGHT was read by the command line and silently ignored under Dagster: the
+    resource passes on exactly the variables ``Settings.from_env`` asks for."""
+    env = Recording({"SOURCE_DATABASE_URL": "postgresql://u@h/db", "OPENSEARCH_URL": "http://h:9200"})
+    Settings.from_env(env)
+    passed = {"SOURCE_DATABASE_URL", "OPENSEARCH_URL", *_OPTIONAL}
+    assert env.asked <= passed, sorted(env.asked - passed)
+    assert all(
+        hasattr(SyncEngine, name.lower()) or name.lower() in SyncEngine.model_fields for name in passed
+    )
+    engine = SyncEngine(
+        source_database_url="postgresql://u@h/db", opensearch_url="http://h:9200", etl_bulk_in_flight="3"
+    )
+    assert engine.settings().bulk_in_flight == 3
