@@ -18,27 +18,16 @@ from psycopg.errors import UndefinedTable
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from etl_core.column_feed import ColumnFeed, normalise
+from etl_core.column_feed import ColumnFeed
 from etl_core.cursor import Position
 from etl_core.errors import SourceRefused, SourceUnavailable
-from etl_core.log_feed import LogFeed, RawPage, capture_start, lane_start, normalise_capture
+from etl_core.log_feed import LogFeed
 from etl_core.model import Lag, Page, Shard, Watermark
 from etl_core.protocols import ChangeFeed
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, server_message, transient_db_error
 from etl_core.source import Source
 
 R = TypeVar("R")
-
-__all__ = [
-    "Extractor",
-    "Lag",
-    "RawPage",
-    "Watermark",
-    "capture_start",
-    "lane_start",
-    "normalise",
-    "normalise_capture",
-]
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from itertools import groupby
 
 from etl_core.cursor import LogCursor, Position
-from etl_core.extract import Lag
+from etl_core.model import Lag
 from etl_core.settings import env_int
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl_core.cursor import Position
-from etl_core.extract import Lag
 from etl_core.lifecycle import Lifecycles, lifecycle_state
+from etl_core.model import Lag
 from etl_core.planner import CloseEnough, is_behind
 from etl_core.protocols import Aliases, DeadLetterStore
 from etl_core.versions import IndexVersion, Lifecycle

@@ -20,8 +20,9 @@ from dagster import (
 from etl_core import Cursor, IndexVersion
 from etl_core.connect import Connections
 from etl_core.errors import EtlError
-from etl_core.extract import Extractor, Lag
+from etl_core.extract import Extractor
 from etl_core.lifecycle import Lifecycles
+from etl_core.model import Lag
 from etl_core.pipeline import SyncResult, combine
 from etl_core.status import describe_versions
 from orchestration.cursors import CURSOR_KEY, DagsterCursorStore, read_cursors

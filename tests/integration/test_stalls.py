@@ -26,8 +26,7 @@ from catalogue.generate import generate
 from catalogue.source import TRACKING
 from etl_core.cursor import LogCursor
 from etl_core.errors import SinkUnavailable, SourceRefused
-from etl_core.extract import Lag
-from etl_core.model import Outcome
+from etl_core.model import Lag, Outcome
 from etl_core.settings import Settings
 from etl_core.sink import OpenSearchSink
 from etl_core.snapshot import Snapshot

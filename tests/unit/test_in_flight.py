@@ -7,9 +7,9 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from etl_core import sync
+from etl_core.column_feed import normalise
 from etl_core.cursor import Cursor, Position
 from etl_core.errors import StateUnavailable
-from etl_core.extract import normalise
 from etl_core.load import load
 from etl_core.model import Action, Outcome, RoutedPage
 from etl_core.route import route_page

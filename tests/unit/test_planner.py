@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from etl_core.cursor import Cursor
-from etl_core.extract import Lag
+from etl_core.model import Lag
 from etl_core.planner import CloseEnough, Lane
 from etl_core.planner import plan_lanes as plan
 from tests.unit.fakes import at

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from etl_core import SinkUnavailable, sync
+from etl_core.column_feed import normalise
 from etl_core.cursor import Cursor, external_version
-from etl_core.extract import normalise
 from etl_core.model import Page
 from etl_core.pipeline import compose
 from etl_core.retry import Backoff, call_with_retry
