@@ -43,7 +43,7 @@ from etl_core.settings import Settings, make_engine
 from etl_core.shards import ShardPlan, plan_shards, sync_shard
 from etl_core.sink import OpenSearchSink
 from orchestration.project import build_definitions
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_shards"
@@ -64,7 +64,7 @@ def bench_backfill_job_celery() -> JobDefinition:
 
 
 def _job(*, celery: bool) -> JobDefinition:
-    engine = SyncEngine(
+    engine = SyncServices(
         source_database_url=os.environ["BENCH_SHARDS_SOURCE_URL"],
         opensearch_url=os.environ["OPENSEARCH_URL"],
         etl_state_schema=os.environ["BENCH_SHARDS_SCHEMA"],
@@ -77,7 +77,7 @@ def _job(*, celery: bool) -> JobDefinition:
     defs = build_definitions(
         CATALOGUE,
         [version(os.environ["BENCH_SHARDS_TAG"])],
-        sync_engine=engine,
+        sync_services=engine,
         automation=False,
         backfill_executor=executor,
     )

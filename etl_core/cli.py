@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -31,6 +30,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from etl_core.collector import tune_for_syncs
 from etl_core.connect import Connections
 from etl_core.errors import ConfigError, EtlError, SourceUnavailable
 from etl_core.lanes import LaneBusy
@@ -39,7 +39,7 @@ from etl_core.planner import CloseEnough
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
 from etl_core.retry import transient_db_error
-from etl_core.settings import Settings, make_engine, url_from_env
+from etl_core.settings import Declared, make_engine
 from etl_core.source import Source
 from etl_core.status import describe_versions
 from etl_core.tracking import Tracking
@@ -76,7 +76,7 @@ def _versions(spec: str | None, source: Source[Any]) -> list[IndexVersion[Any]]:
     versions = list(found) if isinstance(found, Sequence) else []
     if not versions or not all(isinstance(v, IndexVersion) for v in versions):
         raise ConfigError(f"--versions {spec!r} must be a non-empty sequence of etl_core.IndexVersion")
-    versions = with_prefix(versions, os.environ.get("ETL_INDEX_PREFIX", ""))
+    versions = with_prefix(versions, Declared.read().etl_index_prefix)
     validate_versions(versions, source.fields)
     return versions
 
@@ -131,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("opensearch").setLevel(logging.WARNING)
+    tune_for_syncs()  # this process is the command line's own (etl_core.collector)
     try:
         source = _source(args.source)
         if args.command == "tracking":
             return _tracking(source, args.verb, force=args.force)
         versions = _versions(args.versions, source)
-        conns = Connections(Settings.from_env(), source.name)
+        conns = Connections(Declared.read().services(), source.name)
         try:
             conns.state.create()
             return _run(args, source, versions, conns)
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(
     args: argparse.Namespace, source: Source[Any], versions: list[IndexVersion[Any]], conns: Connections
 ) -> int:
-    alias = f"{os.environ.get('ETL_INDEX_PREFIX', '')}{source.read_alias}"
+    env = Declared.read()
+    alias = f"{env.etl_index_prefix}{source.read_alias}"
     life = Lifecycles(conns.state)
     active = [v for v in versions if v.key not in life.retired()]
     cmd = args.command
@@ -186,7 +188,7 @@ def _run(
             dead_letters=conns.dead_letters,
             sink=conns.sink,
             alias=alias,
-            close=CloseEnough.from_env(os.environ),
+            close=CloseEnough.of(env),
         )
         _print(
             {
@@ -206,7 +208,7 @@ def _run(
             sink=conns.sink,
             dead_letters=conns.dead_letters,
             cursors=conns.cursors,
-            thresholds=Thresholds.from_env(os.environ),
+            thresholds=Thresholds.of(env),
         )
         life.record(report)
         _print(report.to_json())
@@ -261,9 +263,9 @@ def _tracking(source: Source[Any], verb: str, *, force: bool = False) -> int:
     if verb == "plan":
         print(source.tracking.plan(), end="")
         return 0
-    env = os.environ
-    name = "TRACKING_DATABASE_URL" if env.get("TRACKING_DATABASE_URL") else "SOURCE_DATABASE_URL"
-    engine = make_engine(url_from_env(env, name))
+    env = Declared.read()
+    name = "TRACKING_DATABASE_URL" if env.tracking_database_url else "SOURCE_DATABASE_URL"
+    engine = make_engine(env.tracking_url())
     try:
         return _run_tracking(source, source.tracking, verb, engine, force=force)
     except DBAPIError as exc:

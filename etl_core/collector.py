@@ -10,6 +10,10 @@ needed for reference cycles, which the stages do not make. So while a sync runs,
 generation's threshold is raised above what the pages in flight hold, and put back when the last
 sync of the process ends. Cyclic garbage made meanwhile (by anything in the process) is still
 collected, later: at most the threshold's worth of objects waits for it.
+
+The collector belongs to the process, not to a library: a sync changes it only where the process
+has said so with :func:`tune_for_syncs` — the command line and the Dagster code location do, an
+application that embeds ``etl_core`` keeps its own setting unless it calls it too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ MAX_THRESHOLD = 1_000_000
 _lock = threading.Lock()
 _active = 0
 _saved: tuple[int, int, int] | None = None
+_tuned = False
+
+
+def tune_for_syncs(enabled: bool = True) -> None:
+    """Let this process's syncs raise the collector's threshold while they run (the command line
+    and the Dagster code location call it at start; an embedding application may)."""
+    global _tuned
+    _tuned = enabled
+
+
+def tuned() -> bool:
+    return _tuned
 
 
 def threshold_for(page_size: int) -> int:
@@ -41,8 +57,11 @@ def threshold_for(page_size: int) -> int:
 def fewer_collections(page_size: int) -> Iterator[None]:
     """Raise the youngest generation's threshold for the duration (never lower it); syncs may
     overlap in one process (threads), so the setting found before the first is restored when the
-    last one ends."""
+    last one ends. Does nothing unless the process called :func:`tune_for_syncs`."""
     global _active, _saved
+    if not _tuned:
+        yield
+        return
     with _lock:
         if _active == 0:
             _saved = gc.get_threshold()

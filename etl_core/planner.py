@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from etl_core.cursor import LogCursor, Position
 from etl_core.model import Lag
-from etl_core.settings import env_int
+
+if TYPE_CHECKING:
+    from etl_core.settings import Declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +47,9 @@ class CloseEnough:
     rows: int = 10_000
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> CloseEnough:
+    def of(cls, declared: Declared) -> CloseEnough:
         """``ETL_CLOSE_ENOUGH_S`` and ``ETL_CLOSE_ENOUGH_ROWS`` (default 300 s and 10 000 rows)."""
-        return cls(
-            timedelta(seconds=env_int(env, "ETL_CLOSE_ENOUGH_S", 300)),
-            env_int(env, "ETL_CLOSE_ENOUGH_ROWS", 10_000),
-        )
+        return cls(timedelta(seconds=declared.etl_close_enough_s), declared.etl_close_enough_rows)
 
 
 def is_behind(version: str, cursor: Position | None, lag: Lag, close: CloseEnough) -> bool:

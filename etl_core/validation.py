@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from etl_core.extract import Extractor
 from etl_core.logs import event
 from etl_core.protocols import CursorStore, DeadLetterStore, SearchIndex
 from etl_core.reconcile import reconcile
-from etl_core.settings import env_int
 from etl_core.versions import IndexVersion
+
+if TYPE_CHECKING:
+    from etl_core.settings import Declared
 
 R = TypeVar("R")
 
@@ -27,18 +29,18 @@ class Thresholds:
     max_lag_rows: int = 0
     max_lag_seconds: float = 300.0
     max_log_mb: int = 1024
-    max_log_age_s: int = 86_400
+    max_log_age_s: float = 86_400.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Thresholds:
+    def of(cls, declared: Declared) -> Thresholds:
         """``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S`` (default 0, 0, 300);
         ``ETL_MAX_LOG_MB``, ``ETL_MAX_LOG_AGE_S`` for the change log (default 1024 MB, a day)."""
         return cls(
-            max_dead_letters=env_int(env, "ETL_MAX_DEAD_LETTERS", 0, minimum=0),
-            max_lag_rows=env_int(env, "ETL_MAX_LAG_ROWS", 0, minimum=0),
-            max_lag_seconds=float(env_int(env, "ETL_MAX_LAG_S", 300, minimum=0)),
-            max_log_mb=env_int(env, "ETL_MAX_LOG_MB", 1024, minimum=1),
-            max_log_age_s=env_int(env, "ETL_MAX_LOG_AGE_S", 86_400, minimum=1),
+            max_dead_letters=declared.etl_max_dead_letters,
+            max_lag_rows=declared.etl_max_lag_rows,
+            max_lag_seconds=declared.etl_max_lag_s,
+            max_log_mb=declared.etl_max_log_mb,
+            max_log_age_s=declared.etl_max_log_age_s,
         )
 
 

@@ -16,7 +16,7 @@ from etl_core.planner import Lane, plan_lanes
 from orchestration.cursors import read_cursors
 from orchestration.naming import Names
 from orchestration.partitions import LANE_TAG, SOURCE_TAG, lane_tags
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 from orchestration.spec import SourceSpec
 
 IN_FLIGHT = [
@@ -41,7 +41,7 @@ def active(versions: Sequence[IndexVersion[Any]], retired: set[str]) -> list[str
     return [v.key for v in versions if v.state is not Lifecycle.RETIRED and v.key not in retired]
 
 
-def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncEngine) -> Plan:
+def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncServices) -> Plan:
     names = spec.names
     with engine.connect(spec.source.name) as conns:
         conns.state.create()

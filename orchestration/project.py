@@ -8,15 +8,14 @@ into one code location and one instance::
         build_definitions(ORDERS, ORDER_VERSIONS),
     )
 
-Sources in the same PostgreSQL and OpenSearch share the default resource (one ``SyncEngine`` from
-the environment, under the key ``sync_engine``); a source elsewhere gets its own key and engine:
-``build_definitions(CRM, CRM_VERSIONS, resource_key="crm_engine", sync_engine=SyncEngine(...))``.
+Sources in the same PostgreSQL and OpenSearch share the default resource (one ``SyncServices`` from
+the environment, under the key ``sync_services``); a source elsewhere gets its own key and engine:
+``build_definitions(CRM, CRM_VERSIONS, resource_key="crm_services", sync_services=SyncServices(...))``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from dagster import AssetSelection, Definitions, ExecutorDefinition, define_asse
 
 from etl_core import IndexVersion, Source, validate_versions
 from etl_core.planner import CloseEnough
-from etl_core.settings import env_int
+from etl_core.settings import Declared
 from etl_core.validation import Thresholds
 from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
@@ -32,30 +31,26 @@ from orchestration.backfill import build_backfill_job
 from orchestration.checks import build_validation_checks
 from orchestration.migration import build_migration_jobs
 from orchestration.naming import Names
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
 from orchestration.spec import SourceSpec
 from orchestration.tracking import build_tracking_job
 
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    return env_int(os.environ, name, default, minimum)
-
-
 @functools.cache
-def shared_engine() -> SyncEngine:
+def shared_services() -> SyncServices:
     """The one default resource of a process: Dagster merges definitions only when a key names
     the very same resource object."""
-    return SyncEngine.from_env()
+    return SyncServices.from_env()
 
 
 def build_definitions(
     source: Source[Any],
     versions: Sequence[IndexVersion[Any]],
     *,
-    sync_engine: SyncEngine | None = None,
-    resource_key: str = "sync_engine",
+    sync_services: SyncServices | None = None,
+    resource_key: str = "sync_services",
     read_alias: str | None = None,
     index_prefix: str | None = None,
     close: CloseEnough | None = None,
@@ -72,7 +67,8 @@ def build_definitions(
     (``Source.alias``, default its name); ``index_prefix`` (default ``ETL_INDEX_PREFIX``) goes
     before it and before every physical index name.
 
-    Environment: ``ETL_SCHEDULE_CRON`` (default every minute); ``ETL_CLOSE_ENOUGH_S`` and
+    Every default comes from the environment (declared in ``etl_core.settings.Declared``):
+    ``ETL_SCHEDULE_CRON`` (default every minute); ``ETL_CLOSE_ENOUGH_S`` and
     ``ETL_CLOSE_ENOUGH_ROWS`` (how far behind the head a version may be and still share the live
     lane, default 300 s and 10 000 rows); ``ETL_CATCH_UP_PAGES`` (page budget of one catch-up run,
     default 200); ``ETL_AUTOMATION=off`` to start with the sensor and schedules stopped (switch
@@ -88,18 +84,17 @@ def build_definitions(
     job in that many key ranges instead of paged catch-up runs.
     """
     names = Names(source.name)
-    prefix = os.environ.get("ETL_INDEX_PREFIX", "") if index_prefix is None else index_prefix
+    env = Declared.read()
+    prefix = env.etl_index_prefix if index_prefix is None else index_prefix
     versions = with_prefix(versions, prefix)
     validate_versions(versions, source.fields)
-    close = close or CloseEnough.from_env(os.environ)
-    catch_up_pages = catch_up_pages or _env_int("ETL_CATCH_UP_PAGES", 200)
-    cron = cron or os.environ.get("ETL_SCHEDULE_CRON", "* * * * *")
-    if automation is None:
-        automation = os.environ.get("ETL_AUTOMATION", "on").lower() not in ("off", "false", "0")
-    follow_s = float(_env_int("ETL_FOLLOW_S", 0, minimum=0)) if source.tracking is not None else 0.0
-    thresholds = thresholds or Thresholds.from_env(os.environ)
-    if backfill_shards is None:
-        backfill_shards = _env_int("ETL_BACKFILL_SHARDS", 0, minimum=0)
+    close = close or CloseEnough.of(env)
+    catch_up_pages = catch_up_pages or env.etl_catch_up_pages
+    cron = cron or env.etl_schedule_cron
+    automation = env.etl_automation if automation is None else automation
+    follow_s = env.etl_follow_s if source.tracking is not None else 0.0
+    thresholds = thresholds or Thresholds.of(env)
+    backfill_shards = env.etl_backfill_shards if backfill_shards is None else backfill_shards
     spec = SourceSpec(
         source=source,
         versions=tuple(versions),
@@ -117,9 +112,7 @@ def build_definitions(
         selection=AssetSelection.checks(checks),
         description="Run the validation checks of one version partition (the cut-over gate).",
     )
-    migration_jobs, migration_schedules = build_migration_jobs(
-        spec, os.environ.get("ETL_RECONCILE_CRON", "0 3 * * *"), automation
-    )
+    migration_jobs, migration_schedules = build_migration_jobs(spec, env.etl_reconcile_cron, automation)
     job = define_asset_job(
         names.job("sync"),
         selection=AssetSelection.assets(index).without_checks(),
@@ -145,5 +138,5 @@ def build_definitions(
             build_freshness_schedule(spec, job, catch_up_pages, cron, running=automation, follow_s=follow_s),
             *migration_schedules,
         ],
-        resources={resource_key: sync_engine or shared_engine()},
+        resources={resource_key: sync_services or shared_services()},
     )

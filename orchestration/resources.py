@@ -1,10 +1,10 @@
-"""The one resource the project needs: connection settings for PostgreSQL and OpenSearch.
+"""The one resource the project needs: the services a source's runs use (PostgreSQL, OpenSearch).
 
-Values come from the environment through ``EnvVar``, so the UI shows the variable's name, never its
-value, and nothing secret is a literal in code.
+Its fields mirror the one declaration of settings (``etl_core.settings.Declared``,
+``RESOURCE_FIELDS``): one field per variable, filled with ``EnvVar`` so the UI shows the
+variable's name, never its value, and nothing secret is a literal in code.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,60 +13,49 @@ from dagster import ConfigurableResource, EnvVar
 
 from etl_core.connect import Connections
 from etl_core.errors import ConfigError
-from etl_core.settings import Settings
-
-_OPTIONAL = (
-    "STATE_DATABASE_URL",
-    "OPENSEARCH_USER",
-    "OPENSEARCH_PASSWORD",
-    "OPENSEARCH_CA_CERTS",
-    "OPENSEARCH_VERIFY_CERTS",
-    "ETL_PAGE_SIZE",
-    "ETL_BULK_MAX_BYTES",
-    "ETL_BULK_IN_FLIGHT",
-    "ETL_STATE_SCHEMA",
-    "TRACKING_DATABASE_URL",
-    "ETL_FOLLOW_POLL_S",
-)
+from etl_core.settings import Declared, Settings
 
 
-def _resolved(value: str) -> str:
-    return (value.get_value() or "") if isinstance(value, EnvVar) else value
+def _resolved(value: Any) -> str:
+    return (value.get_value() or "") if isinstance(value, EnvVar) else str(value or "")
 
 
-class SyncEngine(ConfigurableResource["SyncEngine"]):
-    """Settings for :class:`etl_core.connect.Connections`; validated by ``Settings.from_env``."""
+class SyncServices(ConfigurableResource["SyncServices"]):
+    """The services of a source's runs: one ``str`` field per run-time setting
+    (``Declared.RESOURCE_FIELDS``, same names in lower case), e.g.
+    ``SyncServices(source_database_url=EnvVar("CRM_DATABASE_URL"), opensearch_url=EnvVar("OPENSEARCH_URL"))``.
 
-    source_database_url: str
-    opensearch_url: str
+    The fields are written out, not generated: Dagster shows a resource's fields in the UI and type
+    checkers construct it from its annotations. ``test_config`` keeps them equal to the declaration.
+    """
+
+    source_database_url: str = ""
+    opensearch_url: str = ""
     state_database_url: str = ""
+    tracking_database_url: str = ""
     opensearch_user: str = ""
     opensearch_password: str = ""
     opensearch_ca_certs: str = ""
-    opensearch_verify_certs: str = "true"
+    opensearch_verify_certs: str = ""
     etl_page_size: str = ""
     etl_bulk_max_bytes: str = ""
     etl_bulk_in_flight: str = ""
     etl_state_schema: str = ""
-    tracking_database_url: str = ""
     etl_follow_poll_s: str = ""
 
     @classmethod
-    def from_env(cls) -> "SyncEngine":
-        """Required variables always as ``EnvVar``; optional ones only when they are set."""
-        optional = {name.lower(): EnvVar(name) for name in _OPTIONAL if os.environ.get(name)}
-        return cls(
-            source_database_url=EnvVar("SOURCE_DATABASE_URL"),
-            opensearch_url=EnvVar("OPENSEARCH_URL"),
-            **optional,
-        )
+    def from_env(cls) -> "SyncServices":
+        """Every variable the environment sets, as ``EnvVar`` (the required ones always, so a
+        missing one fails the run naming it)."""
+        required = ("source_database_url", "opensearch_url")
+        names = {*required, *Declared.set_in_environment(Declared.RESOURCE_FIELDS)}
+        return cls(**{name: EnvVar(name.upper()) for name in names})
 
     def settings(self) -> Settings:
         """Inside a run Dagster has resolved every ``EnvVar``; outside one (a script, a test)
         the fields still hold them, so they are read from the environment here."""
-        names = ("SOURCE_DATABASE_URL", "OPENSEARCH_URL", *_OPTIONAL)
-        env = {name: _resolved(getattr(self, name.lower())) for name in names}
-        return Settings.from_env({k: v for k, v in env.items() if v})
+        env = {name.upper(): _resolved(getattr(self, name)) for name in Declared.RESOURCE_FIELDS}
+        return Declared.read(env).services()
 
     @contextmanager
     def connect(self, scope: str) -> Iterator[Connections]:
@@ -78,13 +67,14 @@ class SyncEngine(ConfigurableResource["SyncEngine"]):
             conns.close()
 
 
-def engine_of(resources: Any, key: str) -> SyncEngine:
-    """The :class:`SyncEngine` a source's definitions use, under the resource key they were built
-    with (``build_definitions(resource_key=...)``: sources in different databases need their own)."""
+def services_of(resources: Any, key: str) -> SyncServices:
+    """The :class:`SyncServices` a source's definitions use, under the resource key they were
+    built with (``build_definitions(resource_key=...)``: sources in different databases need
+    their own)."""
     found = getattr(resources, key, None)
-    if not isinstance(found, SyncEngine):
+    if not isinstance(found, SyncServices):
         raise ConfigError(
-            f"resource {key!r} must be an orchestration.resources.SyncEngine, got "
-            f"{type(found).__name__}; pass resources={{{key!r}: SyncEngine(...)}} to Definitions"
+            f"resource {key!r} must be an orchestration.resources.SyncServices, got "
+            f"{type(found).__name__}; pass resources={{{key!r}: SyncServices(...)}} to Definitions"
         )
     return found

@@ -12,11 +12,12 @@ from typing import Any
 from dagster import Failure
 
 from etl_core import ConfigError, IndexVersion, Source
+from etl_core.collector import tune_for_syncs
 from etl_core.connect import Connections
 from etl_core.planner import CloseEnough
 from etl_core.versions import pick
 from orchestration.naming import Names
-from orchestration.resources import SyncEngine, engine_of
+from orchestration.resources import SyncServices, services_of
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SourceSpec:
     names: Names
     read_alias: str
     close: CloseEnough
-    resource_key: str = "sync_engine"
+    resource_key: str = "sync_services"
 
     def version(self, key: str) -> IndexVersion[Any]:
         """The version a partition or a job's config names (a partition left over from a version
@@ -44,13 +45,15 @@ class SourceSpec:
             ) from None
         return [v for v in chosen if v.key not in retired]
 
-    def engine(self, resources: Any) -> SyncEngine:
-        return engine_of(resources, self.resource_key)
+    def engine(self, resources: Any) -> SyncServices:
+        return services_of(resources, self.resource_key)
 
     @contextmanager
     def connect(self, resources: Any) -> Iterator[Connections]:
         """Connections for this source, from the run's resources, with its state tables
-        created (once per process)."""
+        created (once per process). A Dagster run's process is the project's own, so its syncs
+        may tune the garbage collector (:func:`etl_core.collector.tune_for_syncs`)."""
+        tune_for_syncs()
         with self.engine(resources).connect(self.source.name) as conns:
             conns.state.create()
             yield conns

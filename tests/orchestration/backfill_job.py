@@ -11,7 +11,7 @@ from dagster import ExecutorDefinition, JobDefinition
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from orchestration.project import build_definitions
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 
 
 def catalogue_backfill() -> JobDefinition:
@@ -32,12 +32,12 @@ def _job(executor: ExecutorDefinition | None) -> JobDefinition:
     versions = [
         dataclasses.replace(v, index=f"{prefix}_{v.key}_{v.index}") for v in VERSIONS if v.key in wanted
     ]
-    engine = SyncEngine(
+    engine = SyncServices(
         source_database_url=os.environ["BACKFILL_TEST_SOURCE_URL"],
         opensearch_url=os.environ["OPENSEARCH_URL"],
         etl_page_size="100",
     )
     defs = build_definitions(
-        CATALOGUE, versions, sync_engine=engine, automation=False, backfill_executor=executor
+        CATALOGUE, versions, sync_services=engine, automation=False, backfill_executor=executor
     )
     return defs.resolve_job_def("catalogue_backfill")

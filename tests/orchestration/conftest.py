@@ -29,7 +29,7 @@ from etl_core import IndexVersion
 from etl_core.planner import CloseEnough
 from etl_core.settings import Settings
 from orchestration.project import build_definitions
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 from tests.conftest import ROOT
 from tests.integration.harness import Harness
 
@@ -74,7 +74,7 @@ class Project:
 
     harness: Harness
     instance: DagsterInstance
-    engine: SyncEngine
+    engine: SyncServices
     defs: Definitions | None = None
 
     def pinned(self) -> Any:
@@ -85,7 +85,7 @@ class Project:
     def declare(self, versions: Sequence[IndexVersion[Any]], **kw: Any) -> Definitions:
         kw.setdefault("close", CloseEnough(timedelta(seconds=60), rows=150))
         kw.setdefault("catch_up_pages", 3)
-        self.defs = build_definitions(CATALOGUE, versions, sync_engine=self.engine, **kw)
+        self.defs = build_definitions(CATALOGUE, versions, sync_services=self.engine, **kw)
         return self.defs
 
     def sensor_tick(self, defs: Definitions | None = None, source: str = "catalogue") -> SensorExecutionData:
@@ -99,7 +99,7 @@ class Project:
         # garbage collector, its exit resets Dagster's defs-state context variable to a stale
         # storage at a random later moment (a later test then loads against a dropped database).
         with build_sensor_context(
-            instance=self.instance, resources={"sync_engine": self.engine}, definitions=defs
+            instance=self.instance, resources={"sync_services": self.engine}, definitions=defs
         ) as ctx:
             result = sensor.evaluate_tick(ctx)
         for request in result.dynamic_partitions_requests or []:
@@ -112,7 +112,7 @@ class Project:
         assert self.defs is not None
         with self.pinned():
             schedule = self.defs.resolve_schedule_def("catalogue_freshness")
-        with build_schedule_context(instance=self.instance, resources={"sync_engine": self.engine}) as ctx:
+        with build_schedule_context(instance=self.instance, resources={"sync_services": self.engine}) as ctx:
             return list(schedule.evaluate_tick(ctx).run_requests or [])
 
     def execute(self, request: RunRequest) -> ExecuteInProcessResult:
@@ -173,7 +173,7 @@ class Project:
 @pytest.fixture
 def project(harness: Harness, dagster_instance: DagsterInstance, settings: Settings) -> Project:
     url = settings.source_url.set(database=str(harness.source_engine.url.database))
-    engine = SyncEngine(
+    engine = SyncServices(
         source_database_url=url.render_as_string(hide_password=False),
         opensearch_url=settings.opensearch_url,
         etl_page_size="100",

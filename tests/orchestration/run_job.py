@@ -17,7 +17,7 @@ from dagster import DagsterInstance
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from orchestration.project import build_definitions
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 
 
 def main() -> None:
@@ -28,10 +28,10 @@ def main() -> None:
         for v in VERSIONS
         if v.key in args["versions"]
     ]
-    engine = SyncEngine(
+    engine = SyncServices(
         source_database_url=args["source_url"], opensearch_url=args["opensearch_url"], etl_page_size="100"
     )
-    defs = build_definitions(CATALOGUE, versions, sync_engine=engine)
+    defs = build_definitions(CATALOGUE, versions, sync_services=engine)
     with DagsterInstance.get() as instance:
         result = defs.resolve_job_def("catalogue_sync").execute_in_process(
             instance=instance, tags=args["tags"], run_config=args["run_config"]

@@ -1,21 +1,22 @@
 """The code location loads the way the webserver loads it, and bad declarations fail at load."""
 
-from __future__ import annotations
-
 import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
-from dagster import Definitions
+from dagster import DefaultScheduleStatus, DefaultSensorStatus, Definitions, OpExecutionContext, job, op
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2
 from etl_core import ConfigError
+from etl_core.planner import CloseEnough
+from etl_core.settings import Declared, Settings
+from etl_core.validation import Thresholds
 from orchestration.project import build_definitions
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices, services_of
 from tests.conftest import ROOT
 
 
@@ -63,7 +64,7 @@ def test_bad_declarations_fail_at_load() -> None:
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ETL_CATCH_UP_PAGES", "lots")
-    with pytest.raises(ConfigError, match="ETL_CATCH_UP_PAGES='lots' is not a whole number"):
+    with pytest.raises(ConfigError, match="ETL_CATCH_UP_PAGES='lots' must be a whole number"):
         build_definitions(CATALOGUE, [V1])
 
 
@@ -78,8 +79,94 @@ def test_the_resource_reads_the_environment_outside_a_run(monkeypatch: pytest.Mo
     """A script or a test may build the resource from the environment and ask it for settings."""
     monkeypatch.setenv("OPENSEARCH_URL", "http://search.internal:9200")
     monkeypatch.setenv("ETL_PAGE_SIZE", "250")
-    settings = SyncEngine.from_env().settings()
+    settings = SyncServices.from_env().settings()
     assert settings.opensearch_url == "http://search.internal:9200" and settings.page_size == 250
     monkeypatch.delenv("OPENSEARCH_URL")
     with pytest.raises(ConfigError, match="OPENSEARCH_URL is not set"):
-        SyncEngine.from_env().settings()
+        SyncServices.from_env().settings()
+
+
+# Every declared setting set to a value unlike its default (run-time ones and definition ones).
+_NOT_DEFAULT = {
+    "SOURCE_DATABASE_URL": "postgresql+psycopg://etl:pw@db.internal:5433/shop",
+    "STATE_DATABASE_URL": "postgresql+psycopg://etl:pw@state.internal:5433/state",
+    "TRACKING_DATABASE_URL": "postgresql+psycopg://owner:pw@db.internal:5433/shop",
+    "OPENSEARCH_URL": "https://search.internal:9201",
+    "OPENSEARCH_USER": "etl",
+    "OPENSEARCH_PASSWORD": "os-pw",
+    "OPENSEARCH_CA_CERTS": "/etc/ssl/search-ca.pem",
+    "OPENSEARCH_VERIFY_CERTS": "false",
+    "ETL_PAGE_SIZE": "321",
+    "ETL_BULK_MAX_BYTES": "654321",
+    "ETL_BULK_IN_FLIGHT": "3",
+    "ETL_STATE_SCHEMA": "sync_state",
+    "ETL_FOLLOW_POLL_S": "2.5",
+    "ETL_INDEX_PREFIX": "staging-",
+    "ETL_CLOSE_ENOUGH_S": "12.5",
+    "ETL_CLOSE_ENOUGH_ROWS": "77",
+    "ETL_CATCH_UP_PAGES": "9",
+    "ETL_BACKFILL_SHARDS": "3",
+    "ETL_FOLLOW_S": "4.5",
+    "ETL_SCHEDULE_CRON": "*/7 * * * *",
+    "ETL_RECONCILE_CRON": "15 4 * * *",
+    "ETL_AUTOMATION": "off",
+    "ETL_MAX_DEAD_LETTERS": "5",
+    "ETL_MAX_LAG_ROWS": "6",
+    "ETL_MAX_LAG_S": "7.5",
+    "ETL_MAX_LOG_MB": "8",
+    "ETL_MAX_LOG_AGE_S": "9.5",
+}
+
+
+_SEEN: dict[str, object] = {}
+
+
+@op(required_resource_keys={"sync_services"})
+def look(context: OpExecutionContext) -> None:
+    services = services_of(context.resources, "sync_services")
+    _SEEN["fields"] = {name: getattr(services, name) for name in Declared.RESOURCE_FIELDS}
+    _SEEN["settings"] = services.settings()
+
+
+@job
+def probe() -> None:
+    look()
+
+
+def test_every_declared_setting_reaches_a_dagster_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run-time settings travel as the resource's ``EnvVar`` fields and are resolved inside the
+    run; the others shape the definitions when the code location loads."""
+    assert {name.lower() for name in _NOT_DEFAULT} == set(Declared.model_fields), "a setting is untested"
+    for name, value in _NOT_DEFAULT.items():
+        monkeypatch.setenv(name, value)
+    seen = _SEEN
+    defs = build_definitions(CATALOGUE, [V1, V2], sync_services=SyncServices.from_env())
+    assert defs.resources is not None
+    result = Definitions(jobs=[probe], resources=dict(defs.resources)).resolve_job_def("probe")
+    assert result.execute_in_process().success
+    # inside the run every field holds its variable's value, resolved by Dagster
+    assert seen["fields"] == {name: _NOT_DEFAULT[name.upper()] for name in Declared.RESOURCE_FIELDS}
+    settings = seen["settings"]
+    assert isinstance(settings, Settings)
+    assert (settings.page_size, settings.bulk_max_bytes, settings.bulk_in_flight) == (321, 654321, 3)
+    assert (settings.state_schema, settings.follow_poll_s, settings.opensearch_verify_certs) == (
+        "sync_state",
+        2.5,
+        False,
+    )
+    assert settings.state_url.host == "state.internal" and settings.tracking_url is not None
+    assert (settings.opensearch_user, settings.opensearch_password) == ("etl", "os-pw")
+    assert settings.opensearch_ca_certs == "/etc/ssl/search-ca.pem"
+
+    # the definition-time settings
+    freshness = defs.resolve_schedule_def("catalogue_freshness")
+    nightly = defs.resolve_schedule_def("catalogue_reconcile_nightly")
+    planner = defs.resolve_sensor_def("catalogue_migration_planner")
+    assert (freshness.cron_schedule, nightly.cron_schedule) == ("*/7 * * * *", "15 4 * * *")
+    assert freshness.default_status is DefaultScheduleStatus.STOPPED
+    assert planner.default_status is DefaultSensorStatus.STOPPED
+    assert "`staging-products`" in (defs.resolve_job_def("catalogue_cut_over").description or "")
+    spec = Declared.read()
+    assert CloseEnough.of(spec).rows == 77 and CloseEnough.of(spec).seconds.total_seconds() == 12.5
+    assert Thresholds.of(spec) == Thresholds(5, 6, 7.5, 8, 9.5)
+    assert (spec.etl_catch_up_pages, spec.etl_backfill_shards, spec.etl_follow_s) == (9, 3, 4.5)

@@ -8,7 +8,7 @@ import pytest
 from catalogue.generate import generate
 from catalogue.versions import V1
 from orchestration.partitions import lane_tags
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 from tests.orchestration.conftest import Project
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ def test_a_retry_of_the_core_shows_in_the_runs_events(project: Project) -> None:
     generate(h.source_engine, rows=50, seed=93)
     fields = project.engine.model_dump()
     fields["opensearch_url"] = "http://127.0.0.1:9"  # nothing listens there: every call is retried
-    unreachable = Project(h, project.instance, SyncEngine(**fields))
+    unreachable = Project(h, project.instance, SyncServices(**fields))
     unreachable.declare([h.version(V1)])
     unreachable.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
     assert unreachable.defs is not None

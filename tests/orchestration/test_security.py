@@ -12,7 +12,7 @@ from sqlalchemy import text
 from catalogue.generate import generate
 from catalogue.versions import V1
 from orchestration.partitions import lane_tags
-from orchestration.resources import SyncEngine
+from orchestration.resources import SyncServices
 from tests.faults.proxy import FaultProxy
 from tests.orchestration.conftest import Project
 
@@ -33,7 +33,7 @@ def test_passwords_never_leak(
     try:
         with FaultProxy(project.engine.opensearch_url, user="etl", password=os_secret) as proxy:
 
-            def engine(**overrides: str) -> SyncEngine:
+            def engine(**overrides: str) -> SyncServices:
                 fields = {
                     "source_database_url": url.render_as_string(hide_password=False),
                     "opensearch_url": proxy.url,
@@ -42,17 +42,17 @@ def test_passwords_never_leak(
                     "etl_page_size": "50",
                     **overrides,
                 }
-                return SyncEngine(**fields)
+                return SyncServices(**fields)
 
             project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
             request = RunRequest(tags=lane_tags("catalogue", ["v1"]))
             runs = []
-            for sync_engine in (
+            for sync_services in (
                 engine(),  # succeeds
                 engine(opensearch_password="wrong-" + os_secret[::-1]),  # 401 from OpenSearch
                 engine(source_database_url=url.set(port=1).render_as_string(hide_password=False)),
             ):
-                project.engine = sync_engine
+                project.engine = sync_services
                 project.declare([h.version(V1)])
                 assert project.defs is not None
                 with project.pinned():

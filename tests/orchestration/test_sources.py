@@ -38,8 +38,8 @@ def test_two_sources_share_a_code_location_and_an_instance_without_sharing_state
     BRANDS.tracking.apply(h.source_engine)
     catalogue_v1, brands_v1 = h.version(V1), h.version(B1)  # type: ignore[arg-type]
     defs = Definitions.merge(
-        build_definitions(CATALOGUE, [catalogue_v1], sync_engine=project.engine, catch_up_pages=50),
-        build_definitions(BRANDS, [brands_v1], sync_engine=project.engine, catch_up_pages=50),
+        build_definitions(CATALOGUE, [catalogue_v1], sync_services=project.engine, catch_up_pages=50),
+        build_definitions(BRANDS, [brands_v1], sync_services=project.engine, catch_up_pages=50),
     )
     with project.pinned():
         Definitions.validate_loadable(defs)

@@ -9,9 +9,34 @@ from typing import Any
 import pytest
 
 from etl_core import sync
-from etl_core.collector import fewer_collections, threshold_for
+from etl_core.collector import fewer_collections, threshold_for, tune_for_syncs
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
 from tests.unit.models import SOURCE, version
+
+
+@pytest.fixture
+def tuned() -> Iterator[None]:
+    """This process opted in, as the command line and a Dagster run do."""
+    tune_for_syncs()
+    try:
+        yield
+    finally:
+        tune_for_syncs(False)
+
+
+def _rows() -> list[tuple[Any, ...]]:
+    return [(i, f"item {i}", i % 7, at(i / 10), None) for i in range(1, 20_001)]
+
+
+def _sync_20k(rows: list[tuple[Any, ...]]) -> None:
+    result = sync(
+        [version("v1"), version("v2")],
+        extractor=ListExtractor(SOURCE, rows, page_size=1000),
+        sink=MemorySink(),
+        dead_letters=MemoryDeadLetters(),
+        cursors=MemoryCursorStore(),
+    )
+    assert result.versions["v1"].indexed == result.versions["v2"].indexed == 20_000
 
 
 @pytest.fixture
@@ -31,26 +56,31 @@ def collections() -> Iterator[list[int]]:
         gc.callbacks.remove(count)
 
 
-def test_a_sync_of_pages_in_flight_runs_almost_no_collections(collections: list[int]) -> None:
+def test_a_sync_of_pages_in_flight_runs_almost_no_collections(tuned: None, collections: list[int]) -> None:
     before = gc.get_threshold()
-    rows = [(i, f"item {i}", i % 7, at(i / 10), None) for i in range(1, 20_001)]
-    sink = MemorySink()
+    rows = _rows()
     collections.clear()  # those that building the table ran
-    result = sync(
-        [version("v1"), version("v2")],
-        extractor=ListExtractor(SOURCE, rows, page_size=1000),
-        sink=sink,
-        dead_letters=MemoryDeadLetters(),
-        cursors=MemoryCursorStore(),
-    )
-    assert result.versions["v1"].indexed == result.versions["v2"].indexed == 20_000
+    _sync_20k(rows)
     # 40 000 documents kept by the sink and 20 pages of records, changes and actions: with the
     # interpreter's default threshold (700) this ran over a hundred collections
     assert len(collections) <= 3, collections
     assert gc.get_threshold() == before
 
 
-def test_overlapping_syncs_restore_the_setting_when_the_last_one_ends() -> None:
+def test_an_embedding_application_keeps_its_own_collector_setting(collections: list[int]) -> None:
+    """A library does not change the whole process: without the opt-in a sync leaves the
+    threshold alone, and the interpreter collects as it always does."""
+    before = gc.get_threshold()
+    with fewer_collections(1000):
+        assert gc.get_threshold() == before
+    rows = _rows()
+    collections.clear()  # those that building the table ran
+    _sync_20k(rows)
+    assert len(collections) > 10, collections
+    assert gc.get_threshold() == before
+
+
+def test_overlapping_syncs_restore_the_setting_when_the_last_one_ends(tuned: None) -> None:
     before = gc.get_threshold()
     with fewer_collections(1000):
         assert gc.get_threshold()[0] == max(before[0], threshold_for(1000))
