@@ -35,6 +35,7 @@ from catalogue.versions import V3
 from etl_core import IndexVersion
 from etl_core.connect import Connections
 from etl_core.model import Action, Outcome
+from etl_core.operations import Operations
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink
 
@@ -114,7 +115,7 @@ def drop_database(settings: Settings, name: str) -> None:
 def measured_sync(conns: Connections, sink: CountingSink, version: IndexVersion[Any]) -> dict[str, Any]:
     sink.reset()
     began = time.perf_counter()
-    result = conns.sync(CATALOGUE, [version], sink=sink)
+    result = Operations(conns, CATALOGUE).sync([version], sink=sink)
     wall = time.perf_counter() - began
     totals = result.versions[version.key]
     return {

@@ -61,6 +61,7 @@ from catalogue.versions import V1
 from etl_core import IndexVersion
 from etl_core.connect import Connections
 from etl_core.follow import FollowResult
+from etl_core.operations import Operations
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import OpenSearchSink, make_client
 
@@ -216,8 +217,7 @@ class Follower(threading.Thread):
     def run(self) -> None:
         self.deadline = time.monotonic() + self.window_s
         try:
-            self.result = self.conns.follow(
-                CATALOGUE,
+            self.result = Operations(self.conns, CATALOGUE).follow(
                 [self.version],
                 window_s=self.window_s,
                 idle_s=FOLLOW_IDLE_S,
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         conns.state.create()
         v1 = dataclasses.replace(V1, index=f"{prefix}-{V1.index}")
         log(f"first sync of {v1.key} into {v1.index}")
-        first = conns.sync(CATALOGUE, [v1])
+        first = Operations(conns, CATALOGUE).sync([v1])
         assert first.caught_up and first.versions[v1.key].indexed == args.rows, first
         conns.sink.point_alias(alias, v1.index)
 

@@ -35,6 +35,7 @@ from catalogue.generate import create_schema, generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2
 from etl_core.connect import Connections
+from etl_core.operations import Operations
 from etl_core.settings import Settings, make_engine
 
 
@@ -80,8 +81,8 @@ def phase(
         n = min(args.trim_every, statements - done)
         start = write(engine, n, args.rows_per_statement, args.rows, start)
         done += n
-        conns.sync(CATALOGUE, synced)
-        conns.trim(CATALOGUE, versions)
+        Operations(conns, CATALOGUE).sync(synced)
+        Operations(conns, CATALOGUE, versions).trim()
         samples.append(log_bytes(engine))
     return {
         "statements": statements,
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         conns.state.create()
         v1 = dataclasses.replace(V1, index=f"{prefix}-{V1.index}")
         v2 = dataclasses.replace(V2, index=f"{prefix}-{V2.index}")
-        conns.sync(CATALOGUE, [v1])
-        conns.trim(CATALOGUE, [v1])
+        Operations(conns, CATALOGUE).sync([v1])
+        Operations(conns, CATALOGUE, [v1]).trim()
         r["log_bytes_empty"] = log_bytes(engine)
 
         log(f"with trims: {args.changes} changes, sync + trim every {args.trim_every} statements")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             r["held_bytes_per_change"] = round(held["log_bytes_final"] / max(1, held["changes"]), 2)
             lag = conns.extractor(CATALOGUE).lag(conns.cursors.load(["v1", "v2"]))
             r["held_status_log"] = lag.log
-        conns.trim(CATALOGUE, [v1])  # v2 retired, in effect: everything goes
+        Operations(conns, CATALOGUE, [v1]).trim()  # v2 retired, in effect: everything goes
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM etl_state.catalogue_changes")
         r["log_bytes_after_trim_and_vacuum"] = log_bytes(engine)

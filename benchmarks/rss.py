@@ -21,6 +21,7 @@ import orjson
 from catalogue.source import CATALOGUE, catalogue_select, products
 from catalogue.versions import V1
 from etl_core.connect import Connections
+from etl_core.operations import Operations
 from etl_core.settings import Settings
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         with conns.state.engine.begin() as conn:  # always a full backfill
             for table in (conns.state.cursors, conns.state.log_cursors):
                 conn.execute(table.delete().where(table.c.version == version.key))
-    result = conns.sync(source, [version])
+    result = Operations(conns, source).sync([version])
     conns.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sys.stdout.write(orjson.dumps({"rows": result.rows_read, "peak_rss_mb": peak_kb / 1024}).decode())

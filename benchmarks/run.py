@@ -30,6 +30,7 @@ from catalogue.versions import VERSIONS
 from etl_core import IndexVersion
 from etl_core.connect import Connections
 from etl_core.model import Page
+from etl_core.operations import Operations
 from etl_core.route import serialise
 from etl_core.settings import Settings, make_engine
 from etl_core.sink import BULK_ITEM_FIELDS
@@ -146,7 +147,7 @@ def cpu_stopwatch() -> Callable[[], dict[str, float]]:
 
 def timed_sync(conns: Connections, versions: list[IndexVersion[Any]]) -> tuple[float, Any]:
     began = time.perf_counter()
-    result = conns.sync(CATALOGUE, versions)
+    result = Operations(conns, CATALOGUE).sync(versions)
     return time.perf_counter() - began, result
 
 

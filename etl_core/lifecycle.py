@@ -1,9 +1,10 @@
 """A version's life: building → catching up → ready → live → retired.
 
 Validation (:mod:`etl_core.validation`) decides *ready*; the read alias decides *live* (OpenSearch
-is the truth for that); retirement is recorded in the state schema. :class:`Lifecycles` is that
-record; :func:`cut_over`, :func:`retire` and :func:`delete_expired` are the migration's steps, each
-refusing what would break readers or skip validation.
+is the truth for that); retirement is recorded in the state schema. :class:`MigrationRecords` holds
+what is recorded (validations, retirements); :func:`cut_over`, :func:`retire` and
+:func:`delete_expired` are the migration's steps, each refusing what would break readers or skip
+validation.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class LifecycleRefused(EtlError):
     """A cut-over or retirement that would break readers or skip validation."""
 
 
-class Lifecycles:
-    """Validations and retirements, kept in the state schema."""
+class MigrationRecords:
+    """What a migration records: validations and retirements, in the source's state tables."""
 
     def __init__(self, state: StateSchema) -> None:
         self.state = state
@@ -61,8 +62,13 @@ class Lifecycles:
         return None if not rows else (bool(rows[0][0]), dict(rows[0][1]), rows[0][2])
 
     def retired(self) -> set[str]:
-        stmt = select(self.state.retirements.c.version)
-        return {r[0] for r in self.state.call("reading retirements", lambda: self._rows(stmt))}
+        return set(self.retirements())
+
+    def retirements(self) -> dict[str, datetime]:
+        """Each retired version and when it was retired."""
+        t = self.state.retirements
+        stmt = select(t.c.version, t.c.retired_at)
+        return {v: at for v, at in self.state.call("reading retirements", lambda: self._rows(stmt))}
 
     def add_retirement(self, version: IndexVersion[Any], delete_after: datetime) -> None:
         t = self.state.retirements
@@ -84,16 +90,17 @@ class Lifecycles:
         self.state.call("recording a deleted index", partial(self._write, done))
 
 
-def cut_over(lifecycles: Lifecycles, version: IndexVersion[Any], alias: str, sink: Aliases) -> list[str]:
+def cut_over(records: MigrationRecords, version: IndexVersion[Any], alias: str, sink: Aliases) -> list[str]:
     """Point ``alias`` at the version's index in one atomic request, after restoring its serving
     settings. The same call rolls back: cut over to the previous version."""
-    if version.key in lifecycles.retired():
+    if version.key in records.retired():
         raise LifecycleRefused(f"version {version.key!r} is retired; it is no longer synced")
-    latest = lifecycles.latest_validation(version.key)
+    latest = records.latest_validation(version.key)
     if latest is None:
         raise LifecycleRefused(
-            f"version {version.key!r} has never been validated; run the validation checks "
-            f"for partition {version.key} first"
+            f"version {version.key!r} has never been validated; validate it first "
+            f"(`validate {version.key}` on the command line, the `validate` job or the partition's "
+            "checks in Dagster)"
         )
     passed, report, at = latest
     if not passed:
@@ -109,7 +116,7 @@ def cut_over(lifecycles: Lifecycles, version: IndexVersion[Any], alias: str, sin
 
 
 def retire(
-    lifecycles: Lifecycles, version: IndexVersion[Any], alias: str, sink: Aliases, grace: timedelta
+    records: MigrationRecords, version: IndexVersion[Any], alias: str, sink: Aliases, grace: timedelta
 ) -> datetime:
     """Stop syncing the version; its index is deleted once ``grace`` has passed."""
     if version.index in sink.alias_targets(alias):
@@ -118,21 +125,21 @@ def retire(
             "version before retiring it"
         )
     delete_after = datetime.now(UTC) + grace
-    lifecycles.add_retirement(version, delete_after)
+    records.add_retirement(version, delete_after)
     event("retired", version=version.key, index=version.index, delete_after=delete_after.isoformat())
     return delete_after
 
 
-def delete_expired(lifecycles: Lifecycles, sink: Aliases) -> list[str]:
+def delete_expired(records: MigrationRecords, sink: Aliases) -> list[str]:
     """Delete the indices of versions retired longer than their grace period."""
-    due = lifecycles.expired()
+    due = records.expired()
     for version, index in due:
         sink.delete_index(index)
-        lifecycles.mark_deleted(version)
+        records.mark_deleted(version)
     return [index for _, index in due]
 
 
-def lifecycle_state(
+def lifecycle_of(
     *, retired: bool, live: bool, validated: bool, cursor: Position | None, behind: bool
 ) -> Lifecycle:
     if retired:

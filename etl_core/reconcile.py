@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -74,11 +74,31 @@ class Drift:
 
     def describe(self) -> str:
         if self.ok:
-            return f"{self.version}: {self.indexed} documents equal the source's {self.expected}"
+            lettered = (
+                f", plus {self.lettered_indexed} older documents of the {self.dead_lettered} rows with "
+                "an open dead letter (replay them)"
+                if self.dead_lettered
+                else ""
+            )
+            return f"{self.version}: {self.indexed} documents; {self.expected} equal the source{lettered}"
         parts = [
             f"{n} {kind} (first keys {self.examples.get(kind, [])})" for kind, n in self.counts.items() if n
         ]
         return f"{self.version}: " + "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every count that explains the totals: documents = source rows + older documents of
+        dead-lettered rows, when nothing differs."""
+        return {
+            "summary": self.describe(),
+            **self.counts,
+            "documents": self.indexed,
+            "source_rows": self.expected,
+            "dead_lettered": self.dead_lettered,
+            "dead_lettered_indexed": self.lettered_indexed,
+            "untransformable": self.untransformable,
+            "repaired": self.repaired,
+        }
 
 
 def reconcile(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl_core.cursor import Position
-from etl_core.lifecycle import Lifecycles, lifecycle_state
+from etl_core.lifecycle import MigrationRecords, lifecycle_of
 from etl_core.model import Lag
 from etl_core.planner import CloseEnough, is_behind
 from etl_core.protocols import Aliases, DeadLetterStore
@@ -53,26 +53,26 @@ def describe_versions(
     *,
     cursors: Mapping[str, Position | None],
     lag: Lag,
-    lifecycles: Lifecycles,
+    records: MigrationRecords,
     dead_letters: DeadLetterStore,
     sink: Aliases,
     alias: str,
     close: CloseEnough,
 ) -> list[VersionStatus]:
     live = set(sink.alias_targets(alias))
-    retired = lifecycles.retired()
+    retired = records.retired()
     found = []
     for v in versions:
         cursor = cursors.get(v.key)
-        validation = lifecycles.latest_validation(v.key)
+        validation = records.latest_validation(v.key)
         validated = None if validation is None else validation[0]
         seconds = lag.seconds_behind(v.key)
         found.append(
             VersionStatus(
                 key=v.key,
                 index=v.index,
-                lifecycle=lifecycle_state(
-                    retired=v.key in retired or v.state is Lifecycle.RETIRED,
+                lifecycle=lifecycle_of(
+                    retired=v.key in retired or v.retired,
                     live=v.index in live,
                     validated=bool(validated),
                     cursor=cursor,

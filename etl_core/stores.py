@@ -2,8 +2,11 @@
 
 The state schema may live in the source database or elsewhere (``STATE_DATABASE_URL``); the
 extraction role needs no write access to the source tables either way. Each source has tables of
-its own (``<schema>.<source>_cursors``, ``…_dead_letters``, …, beside its ``<source>_changes``
-log), so two sources may both have a version ``v1``.
+its own (``<schema>.<source>__cursors``, ``…__dead_letters``, …, beside its ``<source>_changes``
+log), so two sources may both have a version ``v1``; the double underscore, which no source name
+holds, keeps one source's names from ever being another's (``pypi_log`` + ``_cursors`` was the
+``pypi`` source's ``_log_cursors``). :mod:`etl_core.migrations` brings the state of an earlier
+release to this layout.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -25,11 +29,11 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql import Executable
 
 from etl_core.cursor import Cursor, LogCursor, Position
@@ -37,11 +41,21 @@ from etl_core.errors import ConfigError, StateUnavailable
 from etl_core.model import DeadLetter
 from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
 
+SEP = "__"
+"""Between a source's name and the kind of state table: no source name holds it (nor ends in
+``_``), so ``<a>__<kind>`` is never ``<b>__<other kind>`` for two sources ``a`` and ``b``."""
+_LONGEST_SUFFIX = len("__validations_version")  # the longest name derived from a scope (…_id_seq too)
+_MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names, and cut names collide
 
-def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Table, Table, Table]:
+
+def _tables(
+    schema: str, scope: str, sep: str = SEP
+) -> tuple[MetaData, Table, Table, Table, Table, Table, Table]:
+    """The state tables of ``scope``; ``sep="_"`` gives the names of the releases before
+    :mod:`etl_core.migrations` (its step 1), whose validations index SQLAlchemy named."""
     meta = MetaData(schema=schema)
     dead = Table(
-        f"{scope}_dead_letters",
+        f"{scope}{sep}dead_letters",
         meta,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("version", Text, nullable=False),
@@ -55,14 +69,14 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("resolved_at", DateTime(timezone=True)),
     )
     Index(
-        f"{scope}_dead_letters_open",
+        f"{scope}{sep}dead_letters_open",
         dead.c.version,
         dead.c.key,
         unique=True,
         postgresql_where=dead.c.resolved_at.is_(None),
     )
     cursors = Table(
-        f"{scope}_cursors",
+        f"{scope}{sep}cursors",
         meta,
         Column("version", Text, primary_key=True),
         Column("changed_at", DateTime(timezone=True), nullable=False),
@@ -73,7 +87,7 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
     # tail: LogCursor.rank_columns), so that a save is a monotonic merge done by the database,
     # and the position itself as JSON.
     log_cursors = Table(
-        f"{scope}_feed_cursors",
+        f"{scope}{sep}feed_cursors",
         meta,
         Column("version", Text, primary_key=True),
         Column("head", ARRAY(BigInteger), nullable=False),
@@ -83,16 +97,18 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("saved_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     validations = Table(
-        f"{scope}_validations",
+        f"{scope}{sep}validations",
         meta,
         Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("version", Text, nullable=False, index=True),
+        Column("version", Text, nullable=False, index=sep != SEP),
         Column("passed", Boolean, nullable=False),
         Column("report", JSONB, nullable=False),
         Column("validated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    if sep == SEP:
+        Index(f"{scope}{sep}validations_version", validations.c.version)
     retirements = Table(
-        f"{scope}_retirements",
+        f"{scope}{sep}retirements",
         meta,
         Column("version", Text, primary_key=True),
         Column("index_name", Text, nullable=False),
@@ -101,7 +117,7 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
         Column("deleted_at", DateTime(timezone=True)),
     )
     shard_plans = Table(
-        f"{scope}_shard_plans",
+        f"{scope}{sep}shard_plans",
         meta,
         Column("lane", Text, primary_key=True),
         Column("plan", JSONB, nullable=False),
@@ -111,7 +127,9 @@ def _tables(schema: str, scope: str) -> tuple[MetaData, Table, Table, Table, Tab
 
 
 def _legacy_log_cursors(schema: str, scope: str) -> Table:
-    """Where the xmin-bounded reader kept its positions: read once, never created or written."""
+    """Where the xmin-bounded reader kept its positions: read once, never created, written nor
+    renamed (the name is the old one, so it may be another source's ``_cursors``: see
+    :meth:`PostgresCursorStore._legacy`)."""
     return Table(
         f"{scope}_log_cursors",
         MetaData(schema=schema),
@@ -124,6 +142,20 @@ def _legacy_log_cursors(schema: str, scope: str) -> Table:
 
 _CREATED: set[tuple[str, str, str]] = set()
 T = TypeVar("T")
+
+
+_COLUMNS = text(
+    "SELECT attname FROM pg_attribute"
+    " WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped"
+)
+
+
+def _columns(conn: Connection, table: Table) -> set[str]:
+    """The columns ``table`` has in the database (none if it does not exist). They tell whose a
+    table of an old name is where two sources' old names were one (``pypi_log`` + ``_cursors``,
+    ``pypi`` + ``_log_cursors``)."""
+    name = conn.dialect.identifier_preparer.format_table(table)
+    return set(conn.execute(_COLUMNS, {"table": name}).scalars())
 
 
 def _rows(engine: Engine, stmt: Executable) -> Sequence[Any]:
@@ -140,7 +172,7 @@ class StateSchema:
     """Creates (idempotently) and names one source's state tables; every state operation goes
     through :meth:`call`, so what escapes is one of the project's errors.
 
-    ``scope`` is the source's name: the tables are ``<schema>.<scope>_dead_letters`` and so on.
+    ``scope`` is the source's name: the tables are ``<schema>.<scope>__dead_letters`` and so on.
     """
 
     def __init__(
@@ -148,6 +180,19 @@ class StateSchema:
     ) -> None:
         if not scope.isidentifier():
             raise ConfigError(f"state scope {scope!r} must be a source name (letters, digits, underscores)")
+        if SEP in scope or scope.endswith("_"):
+            fixed = "_".join(part for part in scope.split("_") if part)
+            raise ConfigError(
+                f"source name (Source.name) {scope!r} must not hold '__' nor end with '_': its state "
+                f"tables are <name>__cursors, … and must never be another source's; rename it "
+                f"(e.g. {fixed!r})"
+            )
+        if len(scope.encode()) + _LONGEST_SUFFIX > _MAX_IDENTIFIER:
+            raise ConfigError(
+                f"source name (Source.name) {scope!r} is longer than "
+                f"{_MAX_IDENTIFIER - _LONGEST_SUFFIX} bytes: its state tables' names would be cut "
+                "by PostgreSQL; use a shorter name"
+            )
         self.engine = engine
         self.scope = scope
         self.schema = schema
@@ -175,29 +220,28 @@ class StateSchema:
                     f"{where} could not be reached after {self.backoff.attempts} attempts: "
                     f"{type(exc.orig).__name__}. Check STATE_DATABASE_URL; no cursor was moved."
                 ) from None
+            # only a refusal is about privileges; anything else (a missing column) is not
+            hint = (
+                "The state role needs CREATE on the database (or an existing schema) and write access to it"
+                if getattr(exc.orig, "sqlstate", None) == "42501"
+                else f"The state tables are not as this release made them (see {self.schema}.state_versions)"
+            )
             raise ConfigError(
                 f"{where} was refused: {type(exc.orig).__name__}: "
-                f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ''}. The state role "
-                "needs CREATE on the database (or an existing schema) and write access to it"
+                f"{str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ''}. {hint}"
             ) from None
 
     def create(self) -> None:
-        """Idempotent, and done once per database and schema per process: the sensor, the
-        schedule and every run call it, and each call would otherwise cost a round of catalogue
-        queries."""
+        """Creates or migrates the tables (:func:`etl_core.migrations.migrate`), so ``status``,
+        ``sync`` and every Dagster run upgrade the state on first use. Done once per database,
+        schema and source per process: the sensor, the schedule and every run call it, and each
+        call would otherwise cost a round of catalogue queries."""
+        from etl_core.migrations import migrate  # it builds on this module's tables
+
         key = (self.engine.url.render_as_string(hide_password=True), self.schema, self.scope)
         if key in _CREATED:
             return
-
-        def create() -> None:
-            with self.engine.begin() as conn:
-                # concurrent first creations (the shards of a backfill, starting together) would
-                # race in the catalogue ("duplicate key … pg_namespace"): one at a time
-                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"etl_state:{self.schema}"))))
-                conn.execute(CreateSchema(self.schema, if_not_exists=True))
-                self.meta.create_all(conn, checkfirst=True)
-
-        self.call("creating its tables", create)
+        migrate(self)
         _CREATED.add(key)
 
 
@@ -304,13 +348,13 @@ class PostgresCursorStore:
     def _legacy(self, versions: list[str]) -> dict[str, Position]:
         """Positions the xmin-bounded reader saved, read as snapshots (:meth:`LogCursor.from_json`)
         so an upgraded deployment goes on where it stood instead of walking everything again.
-        The next save writes them to the new table."""
+        The next save writes them to the new table. A table of that name without ``phase`` is
+        not one: it is the ``_cursors`` of a source named ``<scope>_log`` not yet migrated."""
         legacy = _legacy_log_cursors(self.state.schema, self.state.scope)
-        exists = select(func.to_regclass(f"{self.state.schema}.{legacy.name}"))
 
         def read() -> Sequence[Any]:
             with self.state.engine.connect() as conn:
-                if conn.execute(exists).scalar() is None:
+                if "phase" not in _columns(conn, legacy):
                     return []
                 stmt = select(legacy.c.version, legacy.c.phase, legacy.c.major, legacy.c.minor)
                 return conn.execute(stmt.where(legacy.c.version.in_(versions))).all()

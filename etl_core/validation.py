@@ -1,7 +1,7 @@
 """Validation: the four checks that gate a cut-over, from one streamed comparison of every
 document with the version's transform of the source.
 
-The report is plain data; :class:`etl_core.lifecycle.Lifecycles` records it, and the cut-over
+The report is plain data; :class:`etl_core.lifecycle.MigrationRecords` records it, and the cut-over
 reads the latest one back.
 """
 

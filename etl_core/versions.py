@@ -45,7 +45,9 @@ class IndexVersion(Generic[R]):
     mappings: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     predicate: Callable[[R], bool] | None = None
-    state: Lifecycle = Lifecycle.BUILDING
+    retired: bool = False
+    """Retired in code: never synced again (the retire job records the same in the state tables,
+    with a grace period before the index is deleted)."""
     needs: frozenset[str] = frozenset()
     """Record fields the transform reads; checked against the source at load time."""
 

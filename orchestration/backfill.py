@@ -25,10 +25,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from etl_core.lifecycle import Lifecycles
+from etl_core.lifecycle import MigrationRecords
 from etl_core.shards import ShardPlan, hand_over, plan_shards, sync_shard
 from etl_core.status import describe_versions
-from orchestration.cursors import CURSOR_KEY
+from orchestration.metadata import version_metadata
 from orchestration.spec import SourceSpec
 
 
@@ -50,8 +50,9 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
         description="Take the snapshot, create the indices, cut the keys into ranges.",
     )
     def plan(context: OpExecutionContext, config: BackfillConfig) -> Any:
-        with spec.connect(context.resources) as conns:
-            chosen = spec.pick(config.versions, Lifecycles(conns.state).retired())
+        with spec.operate(context.resources) as ops:
+            conns = ops.conns
+            chosen = ops.chosen(config.versions)
             shard_plan = plan_shards(
                 chosen,
                 config.shards,
@@ -109,11 +110,12 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
                 versions, shard_plan, cursors=conns.cursors, sink=conns.sink, plans=conns.shard_plans
             )
             cursors = {v.key: position for v in versions}
+            lag = conns.extractor(spec.source).lag(cursors)
             statuses = describe_versions(
                 versions,
                 cursors=cursors,
-                lag=conns.extractor(spec.source).lag(cursors),
-                lifecycles=Lifecycles(conns.state),
+                lag=lag,
+                records=MigrationRecords(conns.state),
                 dead_letters=conns.dead_letters,
                 sink=conns.sink,
                 alias=spec.read_alias,
@@ -125,11 +127,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
                     asset_key=names.asset_key,
                     partition=status.key,
                     metadata={
-                        CURSOR_KEY: MetadataValue.json(position.to_json()),
-                        "cursor_text": MetadataValue.text(position.describe()),
-                        "lifecycle": MetadataValue.text(status.lifecycle.value),
-                        "lag_rows": MetadataValue.int(status.lag_rows),
-                        "open_dead_letters": MetadataValue.int(status.dead_letters),
+                        **version_metadata(status, lag),
                         "shards": MetadataValue.int(len(shard_plan.shards)),
                     },
                 )

@@ -17,9 +17,8 @@ from dagster import (
     multi_asset_check,
 )
 
-from etl_core.lifecycle import Lifecycles
-from etl_core.validation import Thresholds, validate
-from orchestration.cursors import DagsterCursorStore
+from etl_core.validation import Thresholds
+from orchestration.cursors import import_cursors
 from orchestration.spec import SourceSpec
 
 CHECKS = {
@@ -60,20 +59,14 @@ def build_validation_checks(spec: SourceSpec, index: AssetsDefinition, threshold
         if run.has_partition_key_range and len(run.partition_keys) > 1:
             # A multi-partition materialisation also plans these checks; validation is per
             # version, so it yields nothing here and the checks show as skipped.
-            context.log.info("validation runs one version at a time: launch validate_version")
+            context.log.info(
+                f"validation runs one version at a time: launch {spec.names.job('validate')} per partition"
+            )
             return
         key = context.partition_key
-        version = spec.version(key)
-        with spec.connect(context.resources) as conns:
-            report = validate(
-                version,
-                extractor=conns.extractor(spec.source),
-                sink=conns.sink,
-                dead_letters=conns.dead_letters,
-                cursors=DagsterCursorStore(context.instance, index.key, run.log_event, conns.cursors),
-                thresholds=thresholds,
-            )
-            Lifecycles(conns.state).record(report)
+        with spec.operate(context.resources) as ops:
+            import_cursors(context.instance, index.key, [key], ops.conns.cursors)
+            report = ops.validate(key, thresholds)
         selected = {k.name for k in context.selected_asset_check_keys}
         for check in report.checks:
             if check.name not in selected:

@@ -1,11 +1,11 @@
-"""Cursors as Dagster asset metadata, over the one record the command line keeps too.
+"""Cursors in Dagster: shown as metadata, kept in one place.
 
-Every acknowledged page saves its cursors in the source's state tables (``etl_state.<source>_…``),
-where ``python -m etl_core`` reads and writes them as well: moving a source between the command
-line and Dagster re-reads nothing. Every materialisation of a version partition records its cursor
-for the UI and history; long runs also log ``AssetObservation`` checkpoints. A reader takes the
-newest of all three (a merge: the maximum), so it never moves a version backwards, and a
-deployment whose cursors exist only as metadata keeps them.
+The truth is the source's state tables (``etl_state.<source>__…``): every acknowledged page saves
+its cursors there, the command line reads and writes the same rows, and every reader (the planner,
+the asset, trims) reads only them. Dagster *shows* them: each materialisation of a version
+partition records its cursor, and a long run logs ``AssetObservation`` checkpoints as a trail in
+the UI. Nothing reads those back, except once: :func:`import_cursors` copies a cursor that exists
+only as metadata (a deployment from before the state tables held them) into the state table.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInstance, MetadataValue
 
 from etl_core.cursor import Position, merge, position_from_json
+from etl_core.logs import event
 from etl_core.protocols import CursorStore
+from orchestration.metadata import CURSOR_KEY
 
-CURSOR_KEY = "cursor"
 _OBSERVATIONS_PAGE = 20
 
 
@@ -32,9 +33,9 @@ def _cursor_of(metadata: Mapping[str, Any]) -> Position | None:
 
 
 def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) -> Position | None:
-    """The newest cursor of a partition: its latest materialisation's, merged with its latest
-    *checkpoint*. Reconcile and replay also observe the partition, without a cursor; the walk
-    back through observations skips those, so a checkpoint is never hidden behind them."""
+    """The newest cursor a partition's metadata shows: its latest materialisation's, merged with
+    its latest *checkpoint* (for :func:`import_cursors` only). Reconcile and replay also observe
+    the partition without a cursor; the walk back skips those, so no checkpoint hides behind them."""
     flt = AssetRecordsFilter(asset_key=asset_key, asset_partitions=[version])
     found: Position | None = None
     for record in instance.fetch_materializations(flt, limit=1).records:
@@ -53,32 +54,36 @@ def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) ->
         page = result.cursor
 
 
-def read_cursors(
+def import_cursors(
     instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str], state: CursorStore
-) -> dict[str, Position | None]:
-    """Each version's newest cursor: its state record merged with the event log's."""
+) -> dict[str, Position]:
+    """The one-off import: each version without a state cursor whose partition's metadata holds
+    one gets it saved to the state table (a monotonic merge). What was imported; once a version
+    has a state row, this reads nothing from the event log for it again."""
     wanted = list(versions)
-    stored = state.load(wanted)
-    return {v: merge(stored.get(v), read_cursor(instance, asset_key, v)) for v in wanted}
+    missing = [v for v, c in state.load(wanted).items() if c is None]
+    found = {v: c for v in missing if (c := read_cursor(instance, asset_key, v)) is not None}
+    if found:
+        state.save(found)
+        event("cursors_imported_from_dagster", versions=sorted(found))
+    return found
 
 
 class DagsterCursorStore:
-    """:class:`etl_core.protocols.CursorStore` on the Dagster event log.
+    """:class:`etl_core.protocols.CursorStore` on the state table, shown in the Dagster UI.
 
-    ``save`` is called after every acknowledged page and goes to the state record at once;
-    checkpoints are written at most every ``every_s`` seconds (and on ``flush``), so a long
-    backfill leaves a trail in the UI without flooding the event log.
+    ``save`` is called after every acknowledged page and goes to the state table at once; the
+    newest cursors are shown as checkpoint observations at most every ``every_s`` seconds (and
+    on ``flush``), so a long backfill leaves a trail in the UI without flooding the event log.
     """
 
     def __init__(
         self,
-        instance: DagsterInstance,
         asset_key: AssetKey,
         log_event: Callable[[AssetObservation], None],
         state: CursorStore,
         every_s: float = 5.0,
     ) -> None:
-        self.instance = instance
         self.asset_key = asset_key
         self.state = state
         self.log_event = log_event
@@ -88,10 +93,8 @@ class DagsterCursorStore:
         self._last = time.monotonic()
 
     def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
-        """What the event log holds, merged with what this store saved and has not flushed yet
-        (a follower syncs many times between two checkpoints)."""
-        found = read_cursors(self.instance, self.asset_key, versions, self.state)
-        return {k: merge(c, self.pending.get(k)) for k, c in found.items()}
+        """The state table's, the one truth."""
+        return self.state.load(versions)
 
     def save(self, cursors: Mapping[str, Position]) -> None:
         self.state.save(cursors)

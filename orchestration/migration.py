@@ -1,6 +1,8 @@
 """Jobs for the migration's other steps: cut over (and roll back), retire, replay, reconcile.
 
-Each runs in the source's sync pool, so none of them races a sync of the same indices.
+Each op is a thin adapter over :class:`etl_core.operations.Operations`, as the command line is: the
+operation holds the lane lock of the versions it writes, so none of them races a sync of the same
+indices, whichever door that sync came through (the source's pool only orders Dagster's own runs).
 """
 
 from datetime import timedelta
@@ -10,7 +12,6 @@ from dagster import (
     AssetObservation,
     Config,
     DefaultScheduleStatus,
-    Failure,
     MetadataValue,
     OpExecutionContext,
     ScheduleDefinition,
@@ -19,9 +20,6 @@ from dagster import (
 )
 from pydantic import Field
 
-from etl_core.lifecycle import LifecycleRefused, Lifecycles, cut_over, delete_expired, retire
-from etl_core.reconcile import reconcile
-from etl_core.replay import replay_dead_letters
 from orchestration.spec import SourceSpec
 
 
@@ -57,13 +55,10 @@ def build_migration_jobs(
         description=f"Point the read alias `{alias}` at a validated version of `{source.name}`.",
     )
     def swap_read_alias(context: OpExecutionContext, config: VersionConfig) -> None:
-        version = spec.version(config.version)
-        with spec.connect(context.resources) as conns:
-            try:
-                previous = cut_over(Lifecycles(conns.state), version, alias, conns.sink)
-            except LifecycleRefused as exc:
-                raise Failure(str(exc)) from None
-        context.log.info(f"alias {alias} now names {version.index} (was {previous})")
+        with spec.operate(context.resources) as ops:
+            previous = ops.cut_over(config.version)
+            index = ops.version(config.version).index
+        context.log.info(f"alias {alias} now names {index} (was {previous})")
 
     @op(
         name=names.op("record_retirement"),
@@ -72,14 +67,8 @@ def build_migration_jobs(
         description="Stop syncing a version; delete its index after a grace period.",
     )
     def record_retirement(context: OpExecutionContext, config: RetireConfig) -> None:
-        version = spec.version(config.version)
-        with spec.connect(context.resources) as conns:
-            try:
-                when = retire(
-                    Lifecycles(conns.state), version, alias, conns.sink, timedelta(hours=config.grace_hours)
-                )
-            except LifecycleRefused as exc:
-                raise Failure(str(exc)) from None
+        with spec.operate(context.resources) as ops:
+            when = ops.retire(config.version, timedelta(hours=config.grace_hours))
         context.log.info(f"{config.version} retired; its index is deleted after {when.isoformat()}")
 
     @op(
@@ -89,12 +78,9 @@ def build_migration_jobs(
         description="Re-read dead-lettered rows by key and index them again.",
     )
     def replay(context: OpExecutionContext, config: VersionsConfig) -> None:
-        with spec.connect(context.resources) as conns:
-            chosen = spec.pick(config.versions, Lifecycles(conns.state).retired())
-            context.log.info(f"versions: {[v.key for v in chosen]}")
-            results = replay_dead_letters(
-                chosen, extractor=conns.extractor(source), sink=conns.sink, dead_letters=conns.dead_letters
-            )
+        with spec.operate(context.resources) as ops:
+            results = ops.replay(config.versions)
+        context.log.info(f"versions: {list(results)}")
         for key, r in results.items():
             context.log_event(
                 AssetObservation(
@@ -116,30 +102,16 @@ def build_migration_jobs(
         "drifted documents; delete indices past their grace period.",
     )
     def reconcile_versions(context: OpExecutionContext, config: ReconcileConfig) -> None:
-        with spec.connect(context.resources) as conns:
-            life = Lifecycles(conns.state)
-            chosen = spec.pick(config.versions, life.retired())
-            context.log.info(f"versions: {[v.key for v in chosen]}")
-            with conns.lanes.hold(chosen):  # repairs overwrite: no sync may write meanwhile
-                drifts = reconcile(
-                    chosen,
-                    conns.extractor(source),
-                    conns.sink,
-                    repair=config.repair,
-                    dead_letters=conns.dead_letters,
-                )
-            deleted = delete_expired(life, conns.sink)
+        with spec.operate(context.resources) as ops:
+            drifts, deleted = ops.reconcile(config.versions, repair=config.repair)
         for key, d in drifts.items():
+            found = d.to_json()
             context.log_event(
                 AssetObservation(
                     asset_key=index_key,
                     partition=key,
                     metadata={
-                        **{f"reconcile_{k}": v for k, v in d.counts.items()},
-                        "reconcile_repaired": d.repaired,
-                        "reconcile_dead_lettered": d.dead_lettered,
-                        "reconcile_documents": d.indexed,
-                        "reconcile_source_rows": d.expected,
+                        **{f"reconcile_{k}": v for k, v in found.items() if k != "summary"},
                         "reconcile_examples": MetadataValue.json(d.examples),
                     },
                 )

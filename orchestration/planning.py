@@ -9,11 +9,11 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
-from etl_core import IndexVersion, Lifecycle
+from etl_core import IndexVersion
 from etl_core.cursor import Position
-from etl_core.lifecycle import Lifecycles
+from etl_core.lifecycle import MigrationRecords
 from etl_core.planner import Lane, plan_lanes
-from orchestration.cursors import read_cursors
+from orchestration.cursors import import_cursors
 from orchestration.naming import Names
 from orchestration.partitions import LANE_TAG, SOURCE_TAG, lane_tags
 from orchestration.resources import SyncServices
@@ -38,18 +38,19 @@ class Plan:
 
 def active(versions: Sequence[IndexVersion[Any]], retired: set[str]) -> list[str]:
     """Declared versions that are still synced (retired in code, or by the retire job, are not)."""
-    return [v.key for v in versions if v.state is not Lifecycle.RETIRED and v.key not in retired]
+    return [v.key for v in versions if not v.retired and v.key not in retired]
 
 
 def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncServices) -> Plan:
     names = spec.names
     with engine.connect(spec.source.name) as conns:
         conns.state.create()
-        declared = active(spec.versions, Lifecycles(conns.state).retired())
+        declared = active(spec.versions, MigrationRecords(conns.state).retired())
         existing = list(instance.get_dynamic_partitions(names.partitions_name))
         new = [k for k in declared if k not in existing]
         order = [k for k in existing if k in declared] + new
-        cursors = read_cursors(instance, names.asset_key, order, conns.cursors)
+        import_cursors(instance, names.asset_key, order, conns.cursors)
+        cursors = conns.cursors.load(order)
         if not order:
             return Plan(order, new, [], cursors)
         lag = conns.extractor(spec.source).lag(cursors)  # one statement for every version

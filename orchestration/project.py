@@ -28,6 +28,7 @@ from etl_core.validation import Thresholds
 from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.backfill import build_backfill_job
+from orchestration.change_tracking import build_tracking_job
 from orchestration.checks import build_validation_checks
 from orchestration.migration import build_migration_jobs
 from orchestration.naming import Names
@@ -35,7 +36,6 @@ from orchestration.resources import SyncServices
 from orchestration.schedules import build_freshness_schedule
 from orchestration.sensors import build_planner_sensor
 from orchestration.spec import SourceSpec
-from orchestration.tracking import build_tracking_job
 
 
 @functools.cache

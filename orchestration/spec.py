@@ -14,6 +14,9 @@ from dagster import Failure
 from etl_core import ConfigError, IndexVersion, Source
 from etl_core.collector import tune_for_syncs
 from etl_core.connect import Connections
+from etl_core.lanes import LaneBusy
+from etl_core.lifecycle import LifecycleRefused
+from etl_core.operations import Operations
 from etl_core.planner import CloseEnough
 from etl_core.versions import pick
 from orchestration.naming import Names
@@ -57,3 +60,14 @@ class SourceSpec:
         with self.engine(resources).connect(self.source.name) as conns:
             conns.state.create()
             yield conns
+
+    @contextmanager
+    def operate(self, resources: Any) -> Iterator[Operations]:
+        """:class:`etl_core.operations.Operations` of this source, as the command line has them;
+        what they refuse (a busy lane, a cut-over without validation, a retired version) fails
+        the run with the message the command line prints."""
+        with self.connect(resources) as conns:
+            try:
+                yield Operations(conns, self.source, self.versions, self.read_alias)
+            except (LaneBusy, LifecycleRefused, ConfigError) as exc:
+                raise Failure(str(exc)) from None

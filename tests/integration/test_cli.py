@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -54,6 +55,9 @@ def test_every_command_runs_a_migration_from_the_shell(harness: Harness, cli: An
     versions = with_prefix(VERSIONS, f"{h.prefix}_")
     alias = f"{h.prefix}_products"
 
+    code, out, _ = cli("migrate")
+    assert code == 0 and out["to_version"] >= out["from_version"] and out["schema"] == "etl_state"
+    assert "@" not in out["database"] or ":***@" in out["database"]  # never the password
     code, out, _ = cli("sync")
     assert code == 0 and out["rows_read"] == 400
     in_stock = len(h.expected(versions[2]))
@@ -75,6 +79,8 @@ def test_every_command_runs_a_migration_from_the_shell(harness: Harness, cli: An
     assert code == 1 and not report["passed"]  # the change is not synced yet: documents differ
     code, _, err = cli("cut-over", "v2")
     assert code == 1 and "v2" in err and h.sink.alias_targets(alias) == []
+    code, _, err = cli("cut-over", "v3")  # never validated: the shell's word for what to do
+    assert code == 1 and "`validate v3`" in err
 
     code, out, _ = cli("sync", "v2")  # one version alone
     assert code == 0 and set(out["versions"]) == {"v2"} and out["versions"]["v2"]["indexed"] == 1
@@ -90,6 +96,8 @@ def test_every_command_runs_a_migration_from_the_shell(harness: Harness, cli: An
     assert code == 0 and out["deleted_indices"] == [versions[0].index]
     assert set(out["versions"]) == {"v2", "v3"}  # a retired version is no longer reconciled
     assert not h.client.indices.exists(index=versions[0].index)
+    code, _, err = cli("sync", "v1")  # a retired version is refused at once, saying since when
+    assert code == 1 and err.startswith("error: v1 is retired (since ") and "Not retired: ['v2', 'v3']" in err
 
     code, out, _ = cli("replay")
     assert code == 0 and set(out) == {"v2", "v3"}
@@ -101,14 +109,21 @@ def test_every_command_runs_a_migration_from_the_shell(harness: Harness, cli: An
     ]
 
 
-def test_mistakes_exit_1_with_a_message_and_usage_errors_exit_2(harness: Harness, cli: Any) -> None:
-    code, _, err = cli("cut-over", "v9")
-    assert code == 1 and err == "error: versions ['v9'] are not declared; declared are ['v1', 'v2', 'v3']\n"
-    assert main(["--source", "catalogue.source:NOPE", "status"]) == 1
+def test_mistakes_exit_1_with_a_message_and_usage_errors_exit_2(
+    harness: Harness, cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli("cut-over", "v9")  # a version that does not exist is a usage error
+    assert code == 2 and err.endswith(
+        "error: versions ['v9'] are not declared; declared are ['v1', 'v2', 'v3']\n"
+    )
+    assert main(["--source", "catalogue.source:NOPE", "status"]) == 2
     assert (
         main(["--source", "catalogue.source:CATALOGUE", "--versions", "catalogue.source:CATALOGUE", "status"])
-        == 1
+        == 2
     )
+    assert main(["--source", "catalogue.source:CATALOGUE", "status"]) == 2  # no --versions
+    assert "needs --versions" in capsys.readouterr().err
+    assert main(["--source", "catalogue", "status"]) == 2  # not package.module:ATTR
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     usage = subprocess.run(
@@ -122,5 +137,12 @@ def test_mistakes_exit_1_with_a_message_and_usage_errors_exit_2(harness: Harness
         [sys.executable, "-m", "etl_core", "--help"], capture_output=True, text=True, env=env
     )
     assert helped.returncode == 0
+    console = subprocess.run(
+        [str(Path(sys.executable).with_name("pg-opensearch-sync")), "--source", "x:Y", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert console.returncode == 0 and console.stdout.startswith("pg-opensearch-sync 0.")
     for command in ("sync", "status", "validate", "cut-over", "retire", "replay", "reconcile", "tracking"):
         assert command in helped.stdout

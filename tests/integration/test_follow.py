@@ -40,6 +40,7 @@ from etl_core.cursor import LogCursor, lowest
 from etl_core.extract import Extractor
 from etl_core.follow import FollowResult
 from etl_core.lanes import LaneBusy
+from etl_core.operations import Operations
 from etl_core.pipeline import SyncResult
 from etl_core.pipeline import sync as core_sync
 from etl_core.settings import Settings
@@ -88,7 +89,7 @@ class Follower(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.result = self.conns.follow(CATALOGUE, self.versions, **self.kwargs)
+            self.result = Operations(self.conns, CATALOGUE).follow(self.versions, **self.kwargs)
         except BaseException as exc:  # re-raised in the test's thread by finish()
             self.error = exc
         finally:
@@ -129,9 +130,9 @@ def listeners(h: Harness) -> int:
 
 
 def log_cursors(h: Harness) -> dict[str, LogCursor]:
-    """The cursors as stored, straight from the source's ``etl_state.catalogue_feed_cursors``."""
+    """The cursors as stored, straight from the source's ``etl_state.catalogue__feed_cursors``."""
     with h.state_engine.connect() as conn:
-        rows = conn.execute(text("SELECT version, position FROM etl_state.catalogue_feed_cursors")).all()
+        rows = conn.execute(text("SELECT version, position FROM etl_state.catalogue__feed_cursors")).all()
     return {version: LogCursor.from_json(position) for version, position in rows}
 
 

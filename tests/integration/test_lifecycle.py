@@ -11,7 +11,7 @@ from catalogue.generate import generate
 from catalogue.source import Product
 from catalogue.versions import V1, V2
 from etl_core import IndexVersion
-from etl_core.lifecycle import LifecycleRefused, Lifecycles, cut_over, delete_expired, retire
+from etl_core.lifecycle import LifecycleRefused, MigrationRecords, cut_over, delete_expired, retire
 from etl_core.reconcile import reconcile
 from etl_core.replay import replay_dead_letters
 from etl_core.validation import ValidationReport, validate
@@ -56,7 +56,7 @@ def test_validation_gates_the_cut_over_and_rollback_and_retirement_follow(harnes
     generate(h.source_engine, rows=400, seed=32)
     v1, v2 = h.version(V1), h.version(V2)
     alias = f"{h.prefix}_products"
-    life = Lifecycles(h.state)
+    life = MigrationRecords(h.state)
     h.sync([v1, v2])
 
     def check(v: IndexVersion[Product]) -> ValidationReport:

@@ -27,6 +27,7 @@ from catalogue.source import TRACKING
 from etl_core.cursor import LogCursor
 from etl_core.errors import SinkUnavailable, SourceRefused
 from etl_core.model import Lag, Outcome
+from etl_core.operations import Operations
 from etl_core.settings import Settings
 from etl_core.sink import OpenSearchSink
 from etl_core.snapshot import Snapshot
@@ -263,15 +264,15 @@ def test_a_truncate_is_captured_and_the_lane_reconciled_at_once(h: Harness, sett
     conns = connections(h, settings)
     try:
         versions = h.versions
-        conns.sync(h.source, versions)
+        Operations(conns, h.source).sync(versions)
         execute(h, "TRUNCATE product_categories")  # every product loses its categories
         execute(h, "UPDATE products SET name = 'after the truncate' WHERE id = 5")
-        result = conns.sync(h.source, versions)
+        result = Operations(conns, h.source).sync(versions)
         assert result.truncated == ("product_categories",)
         assert_parity(h, *versions)
         execute(h, "DELETE FROM product_categories")  # nothing left to delete: no entry
         execute(h, "TRUNCATE products CASCADE")  # every document goes
-        result = conns.sync(h.source, versions)
+        result = Operations(conns, h.source).sync(versions)
         assert set(result.truncated) == {"products", "product_categories"}
         assert all(h.documents(v) == {} for v in versions)
         assert_parity(h, *versions)
@@ -292,7 +293,7 @@ def test_an_upgraded_deployment_goes_on_from_the_old_readers_cursor(h: Harness) 
         xid, seq = conn.exec_driver_sql(
             "SELECT xid, seq FROM etl_state.catalogue_changes ORDER BY xid DESC, seq DESC LIMIT 1"
         ).one()
-        conn.exec_driver_sql("DELETE FROM etl_state.catalogue_feed_cursors")
+        conn.exec_driver_sql("DELETE FROM etl_state.catalogue__feed_cursors")
         conn.exec_driver_sql(
             "CREATE TABLE etl_state.catalogue_log_cursors"
             " (version text PRIMARY KEY, phase int, major jsonb, minor bigint)"
@@ -304,5 +305,7 @@ def test_an_upgraded_deployment_goes_on_from_the_old_readers_cursor(h: Harness) 
     assert result.rows_read == 1 + 2  # 9 again (its transaction), then 3 and 4: no walk
     assert names(h, [v1], "3") == {"after the upgrade"}
     with h.state_engine.connect() as conn:  # the next position lives in the new table
-        assert conn.exec_driver_sql("SELECT count(*) FROM etl_state.catalogue_feed_cursors").scalar_one() == 1
+        assert (
+            conn.exec_driver_sql("SELECT count(*) FROM etl_state.catalogue__feed_cursors").scalar_one() == 1
+        )
     assert_parity(h, v1)

@@ -1,5 +1,5 @@
-"""Two debts of the Dagster layer: a checkpoint hidden behind later observations, and asset checks
-that ignored subsetting."""
+"""Two debts of the Dagster layer: a cursor that exists only as metadata (a checkpoint hidden behind
+later observations), and asset checks that ignored subsetting."""
 
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ from catalogue.generate import generate
 from catalogue.versions import V1
 from etl_core.cursor import LogCursor
 from etl_core.snapshot import Snapshot
-from orchestration.cursors import CURSOR_KEY, read_cursor
+from orchestration.cursors import import_cursors, read_cursor
+from orchestration.metadata import CURSOR_KEY
 from tests.orchestration.conftest import Project
 
 pytestmark = pytest.mark.integration
 INDEX = AssetKey("catalogue_index")
 
 
-def test_a_checkpoint_stays_visible_behind_observations_without_a_cursor(project: Project) -> None:
-    """A killed run leaves a checkpoint; reconcile and replay then observe the partition without
-    a cursor. The next run must still resume from the checkpoint, not from the older
-    materialisation (it used to read only the latest observation)."""
+def test_a_cursor_only_in_metadata_is_imported_once_into_the_state_table(project: Project) -> None:
+    """A deployment from before the state table held cursors has them only as metadata: a
+    checkpoint, then reconcile and replay observations without a cursor. The planner's tick
+    imports it into the state table (the one truth) once; after that the event log is not read."""
+    h = project.harness
     checkpoint = LogCursor.backfill(700, Snapshot.below(1234))
     project.instance.report_runless_asset_event(
         AssetObservation(
@@ -40,6 +42,12 @@ def test_a_checkpoint_stays_visible_behind_observations_without_a_cursor(project
         )
     assert read_cursor(project.instance, INDEX, "v1") == checkpoint
     assert read_cursor(project.instance, INDEX, "v2") is None
+    assert h.cursors.load(["v1"]) == {"v1": None}
+    project.declare([h.version(V1)])
+    project.instance.add_dynamic_partitions("catalogue_versions", ["v1"])
+    project.sensor_tick()  # the planner reads cursors: from the state table, after the import
+    assert h.cursors.load(["v1", "v2"]) == {"v1": checkpoint, "v2": None}
+    assert import_cursors(project.instance, INDEX, ["v1", "v2"], h.cursors) == {}  # once only
 
 
 def test_one_validation_check_alone_yields_that_check_alone(project: Project) -> None:

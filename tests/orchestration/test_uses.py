@@ -10,13 +10,12 @@ import time
 
 import orjson
 import pytest
-from dagster import AssetKey, DagsterRunStatus, RunRequest
+from dagster import DagsterRunStatus, RunRequest
 from sqlalchemy import text
 
 from catalogue.generate import generate
 from catalogue.versions import V1, V2, V3
 from etl_core.cursor import LogCursor, position_from_json
-from orchestration.cursors import read_cursors
 from orchestration.partitions import lane_tags
 from tests.conftest import ROOT
 from tests.integration.test_sync import assert_parity
@@ -154,14 +153,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_not_from_zero(project: Project
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    key = AssetKey("catalogue_index")
     deadline = time.monotonic() + 120
 
     def backfilled() -> int:
         """The last key the backfill of v1 checkpointed (its cursor is ``backfill(key, snapshot)``), as
-        the next run reads it: the event log's checkpoints merged with the state record, which
-        every acknowledged page updates."""
-        cursor = read_cursors(project.instance, key, ["v1"], h.cursors)["v1"]
+        the next run reads it: the state table, which every acknowledged page updates."""
+        cursor = h.cursors.load(["v1"])["v1"]
         assert cursor is None or isinstance(cursor, LogCursor)
         return 0 if cursor is None else int(cursor.key or 0) if cursor.backfilling else rows
 

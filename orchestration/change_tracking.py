@@ -8,8 +8,9 @@ role that may create triggers on the tracked tables), else as the source's role.
 from typing import Any, Literal
 
 from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, Output, job, op
-from sqlalchemy.exc import DBAPIError
 
+from etl_core.errors import ConfigError, SourceUnavailable
+from etl_core.operations import tracking_action
 from etl_core.settings import make_engine
 from etl_core.tracking import TrackingInUse
 from orchestration.spec import SourceSpec
@@ -37,25 +38,15 @@ def build_tracking_job(spec: SourceSpec) -> JobDefinition:
             settings = spec.engine(context.resources).settings()
             engine = make_engine(settings.tracking_url or settings.source_url)
             try:
-                if config.action == "apply":
-                    tracking.apply(engine)
-                elif config.action == "remove":
-                    tracking.remove(engine, force=config.force)
-                metadata["installed"] = tracking.installed(engine)
-                gaps = tracking.disabled(engine)
-                metadata["disabled_triggers"] = MetadataValue.json(gaps)
-                for gap in gaps:
-                    context.log.warning(f"trigger {gap}: changes it should log are lost (apply again)")
-            except TrackingInUse as exc:
+                outcome = tracking_action(source, engine, config.action, force=config.force)
+            except (TrackingInUse, ConfigError, SourceUnavailable) as exc:
                 raise Failure(str(exc)) from None
-            except DBAPIError as exc:
-                raise Failure(
-                    f"PostgreSQL refused to {config.action} the tracking of {source.name!r}: "
-                    f"{type(exc.orig).__name__}. Set TRACKING_DATABASE_URL to a role that owns the "
-                    "tracked tables, or hand the plan (this run's `ddl` metadata) to your DBA"
-                ) from None
             finally:
                 engine.dispose()
+            metadata["installed"] = outcome["installed"]
+            metadata["disabled_triggers"] = MetadataValue.json(outcome["disabled_triggers"])
+            for gap in outcome["disabled_triggers"]:
+                context.log.warning(f"trigger {gap}: changes it should log are lost (apply again)")
             context.log.info(
                 f"tracking of {source.name!r}: {config.action} done, installed={metadata['installed']}"
             )
