@@ -11,7 +11,7 @@ database and index (both removed at the end):
 
 Per phase: wall seconds of the sync, the delete actions handed to the sink's ``write`` (what goes
 into ``_bulk`` bodies), the ``_bulk`` requests, the ``_mget`` probes of
-:meth:`~etl_core.sink.OpenSearchSink.existing` (and the ids they asked about), and the
+:meth:`~etl_core.write.sink.OpenSearchSink.existing` (and the ids they asked about), and the
 ``SyncResult`` totals. The last line of output is one JSON object.
 """
 
@@ -33,11 +33,11 @@ from catalogue.generate import create_schema, generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V3
 from etl_core import IndexVersion
-from etl_core.connect import Connections
-from etl_core.model import Action, Outcome
-from etl_core.operations import Operations
+from etl_core.model.records import Action, Outcome
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
 from etl_core.settings import Settings, make_engine
-from etl_core.sink import OpenSearchSink
+from etl_core.write.sink import OpenSearchSink
 
 PREFIX = "bench-deletes-"
 KEEP_ONE_IN = 50  # v3 keeps the rows with id % 50 = 0: 2 %

@@ -59,11 +59,11 @@ from catalogue.generate import create_schema, generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1
 from etl_core import IndexVersion
-from etl_core.connect import Connections
-from etl_core.follow import FollowResult
-from etl_core.operations import Operations
+from etl_core.flow.follow import FollowResult
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
 from etl_core.settings import Settings, make_engine
-from etl_core.sink import OpenSearchSink, make_client
+from etl_core.write.sink import OpenSearchSink, make_client
 
 PREFIX = "bench-fresh-"
 RENAMED_BRAND = 1

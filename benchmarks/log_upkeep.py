@@ -34,8 +34,8 @@ from sqlalchemy.pool import NullPool
 from catalogue.generate import create_schema, generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2
-from etl_core.connect import Connections
-from etl_core.operations import Operations
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
 from etl_core.settings import Settings, make_engine
 
 

@@ -20,8 +20,8 @@ import orjson
 
 from catalogue.source import CATALOGUE, catalogue_select, products
 from catalogue.versions import V1
-from etl_core.connect import Connections
-from etl_core.operations import Operations
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
 from etl_core.settings import Settings
 
 

@@ -28,13 +28,13 @@ from catalogue.generate import create_schema, generate, reset
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion
-from etl_core.connect import Connections
-from etl_core.model import Page
-from etl_core.operations import Operations
-from etl_core.route import serialise
+from etl_core.flow.route import serialise
+from etl_core.model.records import Page
+from etl_core.model.versions import BACKFILL_SETTINGS
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
 from etl_core.settings import Settings, make_engine
-from etl_core.sink import BULK_ITEM_FIELDS
-from etl_core.versions import BACKFILL_SETTINGS
+from etl_core.write.sink import BULK_ITEM_FIELDS
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 PREFIX = "bench-"

@@ -37,11 +37,11 @@ from sqlalchemy import select, text
 from benchmarks.run import log, prepare_database
 from catalogue.source import CATALOGUE, Product
 from catalogue.versions import V1
-from etl_core.connect import Connections
-from etl_core.model import Action, Outcome
+from etl_core.flow.shards import ShardPlan, plan_shards, sync_shard
+from etl_core.model.records import Action, Outcome
+from etl_core.operations.connect import Connections
 from etl_core.settings import Settings, make_engine
-from etl_core.shards import ShardPlan, plan_shards, sync_shard
-from etl_core.sink import OpenSearchSink
+from etl_core.write.sink import OpenSearchSink
 from orchestration.project import build_definitions
 from orchestration.resources import SyncServices
 

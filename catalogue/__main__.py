@@ -15,7 +15,7 @@ import orjson
 from catalogue.generate import churn, create_schema, generate, reset
 from catalogue.source import CATALOGUE
 from etl_core import EtlError
-from etl_core.connect import Connections
+from etl_core.operations.connect import Connections
 from etl_core.settings import Settings
 
 

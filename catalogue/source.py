@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from etl_core import Source
-from etl_core.tracking import Hop, Tracked, Tracking
+from etl_core.capture.triggers import Hop, Tracked, Tracking
 
 metadata = MetaData()
 """The demo's tables, complete: ``create_schema`` creates them from here (one declaration for the

@@ -3,7 +3,7 @@
 No Dagster here, ever: the orchestration layer wraps these functions and protocols.
 """
 
-from etl_core.cursor import Cursor, LogCursor
+from etl_core.capture.triggers import Hop, Tracked, Tracking
 from etl_core.errors import (
     ConfigError,
     EtlError,
@@ -14,14 +14,14 @@ from etl_core.errors import (
     SourceUnavailable,
     StateUnavailable,
 )
-from etl_core.extract import Extractor
-from etl_core.lanes import LaneBusy
-from etl_core.pipeline import SyncResult, sync
-from etl_core.sink import OpenSearchSink, make_client
-from etl_core.source import Source
-from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
-from etl_core.tracking import Hop, Tracked, Tracking
-from etl_core.versions import IndexVersion, Lifecycle, validate_versions
+from etl_core.flow.pipeline import SyncResult, sync
+from etl_core.model.cursor import Cursor, LogCursor
+from etl_core.model.source import Source
+from etl_core.model.versions import IndexVersion, Lifecycle, validate_versions
+from etl_core.read.extract import Extractor
+from etl_core.state.lanes import LaneBusy
+from etl_core.state.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+from etl_core.write.sink import OpenSearchSink, make_client
 
 __all__ = [
     "ConfigError",

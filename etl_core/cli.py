@@ -9,7 +9,7 @@
 ``--source`` names a :class:`~etl_core.Source` (``package.module:ATTR``), ``--versions`` a sequence
 of :class:`~etl_core.IndexVersion`. Settings come from the environment (``etl_core.settings``);
 ``ETL_INDEX_PREFIX`` goes before every index name and the read alias, as in Dagster. Every
-command is one call of :class:`~etl_core.operations.Operations`, the same the Dagster jobs make,
+command is one call of :class:`~etl_core.operations.steps.Operations`, the same the Dagster jobs make,
 so both doors choose versions, lock lanes and record outcomes alike.
 
 Output: one JSON object on stdout (``tracking plan`` prints the SQL to hand to a DBA).
@@ -31,17 +31,17 @@ from typing import Any
 
 import orjson
 
-from etl_core.collector import tune_for_syncs
-from etl_core.connect import Connections
 from etl_core.errors import ConfigError, EtlError
-from etl_core.lanes import LaneBusy
-from etl_core.migrations import migrate
-from etl_core.operations import Operations, tracking_action
-from etl_core.planner import CloseEnough
+from etl_core.flow.collector import tune_for_syncs
+from etl_core.model.source import Source
+from etl_core.model.versions import IndexVersion, pick, validate_versions, with_prefix
+from etl_core.operations.connect import Connections
+from etl_core.operations.lane_plan import CloseEnough
+from etl_core.operations.steps import Operations, tracking_action
+from etl_core.operations.validation import Thresholds
 from etl_core.settings import Declared, make_engine
-from etl_core.source import Source
-from etl_core.validation import Thresholds
-from etl_core.versions import IndexVersion, pick, validate_versions, with_prefix
+from etl_core.state.lanes import LaneBusy
+from etl_core.state.migrations import migrate
 
 PROG = "pg-opensearch-sync"
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     logging.getLogger("opensearch").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    tune_for_syncs()  # this process is the command line's own (etl_core.collector)
+    tune_for_syncs()  # this process is the command line's own (etl_core.flow.collector)
     try:
         env = Declared.read()
         source = _source(args.source)

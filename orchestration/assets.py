@@ -16,9 +16,9 @@ from dagster import (
 )
 
 from etl_core.errors import EtlError
-from etl_core.operations import Operations
-from etl_core.pipeline import combine
-from etl_core.status import describe_versions
+from etl_core.flow.pipeline import combine
+from etl_core.operations.status import describe_versions
+from etl_core.operations.steps import Operations
 from orchestration.cursors import DagsterCursorStore, import_cursors
 from orchestration.metadata import version_metadata
 from orchestration.spec import SourceSpec

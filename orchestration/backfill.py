@@ -5,7 +5,7 @@ each); one ``walk_shard`` step per range runs on Dagster's executor (the multipr
 default: one process per shard, at most ``max_concurrent`` at once); ``hand_over`` collects them
 and moves the versions onto the change log at that snapshot, recording each version's cursor as a
 materialisation of its partition. Re-executing a failed run from failure re-runs only the shards
-that did not finish, and those resume from their own checkpoints (``etl_core.shards``).
+that did not finish, and those resume from their own checkpoints (``etl_core.flow.shards``).
 """
 
 from typing import Any
@@ -25,9 +25,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from etl_core.lifecycle import MigrationRecords
-from etl_core.shards import ShardPlan, hand_over, plan_shards, sync_shard
-from etl_core.status import describe_versions
+from etl_core.flow.shards import ShardPlan, hand_over, plan_shards, sync_shard
+from etl_core.operations.status import describe_versions
 from orchestration.metadata import version_metadata
 from orchestration.spec import SourceSpec
 
@@ -115,7 +114,7 @@ def build_backfill_job(spec: SourceSpec, executor: ExecutorDefinition | None = N
                 versions,
                 cursors=cursors,
                 lag=lag,
-                records=MigrationRecords(conns.state),
+                records=conns.records,
                 dead_letters=conns.dead_letters,
                 sink=conns.sink,
                 alias=spec.read_alias,

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, Output, job, op
 
+from etl_core.capture.triggers import TrackingInUse
 from etl_core.errors import ConfigError, SourceUnavailable
-from etl_core.operations import tracking_action
+from etl_core.operations.steps import tracking_action
 from etl_core.settings import make_engine
-from etl_core.tracking import TrackingInUse
 from orchestration.spec import SourceSpec
 
 

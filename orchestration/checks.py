@@ -17,7 +17,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from etl_core.validation import Thresholds
+from etl_core.operations.validation import Thresholds
 from orchestration.cursors import import_cursors
 from orchestration.spec import SourceSpec
 

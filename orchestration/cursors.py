@@ -16,9 +16,9 @@ from typing import Any
 
 from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInstance, MetadataValue
 
-from etl_core.cursor import Position, merge, position_from_json
 from etl_core.logs import event
-from etl_core.protocols import CursorStore
+from etl_core.model.cursor import Position, merge, position_from_json
+from etl_core.model.protocols import CursorStore
 from orchestration.metadata import CURSOR_KEY
 
 _OBSERVATIONS_PAGE = 20
@@ -70,7 +70,7 @@ def import_cursors(
 
 
 class DagsterCursorStore:
-    """:class:`etl_core.protocols.CursorStore` on the state table, shown in the Dagster UI.
+    """:class:`etl_core.model.protocols.CursorStore` on the state table, shown in the Dagster UI.
 
     ``save`` is called after every acknowledged page and goes to the state table at once; the
     newest cursors are shown as checkpoint observations at most every ``every_s`` seconds (and

@@ -7,9 +7,9 @@ from typing import Any
 from dagster import MetadataValue
 
 from etl_core import Cursor
-from etl_core.model import Lag
-from etl_core.pipeline import SyncResult
-from etl_core.status import VersionStatus
+from etl_core.flow.pipeline import SyncResult
+from etl_core.model.records import Lag
+from etl_core.operations.status import VersionStatus
 
 CURSOR_KEY = "cursor"
 

@@ -1,6 +1,6 @@
 """Jobs for the migration's other steps: cut over (and roll back), retire, replay, reconcile.
 
-Each op is a thin adapter over :class:`etl_core.operations.Operations`, as the command line is: the
+Each op is a thin adapter over :class:`etl_core.operations.steps.Operations`, as the command line is: the
 operation holds the lane lock of the versions it writes, so none of them races a sync of the same
 indices, whichever door that sync came through (the source's pool only orders Dagster's own runs).
 """

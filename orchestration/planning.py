@@ -10,9 +10,8 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter
 
 from etl_core import IndexVersion
-from etl_core.cursor import Position
-from etl_core.lifecycle import MigrationRecords
-from etl_core.planner import Lane, plan_lanes
+from etl_core.model.cursor import Position
+from etl_core.operations.lane_plan import Lane, plan_lanes
 from orchestration.cursors import import_cursors
 from orchestration.naming import Names
 from orchestration.partitions import LANE_TAG, SOURCE_TAG, lane_tags
@@ -45,7 +44,7 @@ def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncServices)
     names = spec.names
     with engine.connect(spec.source.name) as conns:
         conns.state.create()
-        declared = active(spec.versions, MigrationRecords(conns.state).retired())
+        declared = active(spec.versions, conns.records.retired())
         existing = list(instance.get_dynamic_partitions(names.partitions_name))
         new = [k for k in declared if k not in existing]
         order = [k for k in existing if k in declared] + new

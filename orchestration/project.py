@@ -22,10 +22,10 @@ from typing import Any
 from dagster import AssetSelection, Definitions, ExecutorDefinition, define_asset_job
 
 from etl_core import IndexVersion, Source, validate_versions
-from etl_core.planner import CloseEnough
+from etl_core.model.versions import with_prefix
+from etl_core.operations.lane_plan import CloseEnough
+from etl_core.operations.validation import Thresholds
 from etl_core.settings import Declared
-from etl_core.validation import Thresholds
-from etl_core.versions import with_prefix
 from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.backfill import build_backfill_job
 from orchestration.change_tracking import build_tracking_job

@@ -11,8 +11,8 @@ from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
 
-from etl_core.connect import Connections
 from etl_core.errors import ConfigError
+from etl_core.operations.connect import Connections
 from etl_core.settings import Declared, Settings
 
 

@@ -13,7 +13,7 @@ from dagster import (
     sensor,
 )
 
-from etl_core.planner import Lane
+from etl_core.operations.lane_plan import Lane
 from orchestration.planning import backfill_request, in_flight, make_plan, run_request
 from orchestration.spec import SourceSpec
 

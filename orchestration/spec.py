@@ -12,13 +12,13 @@ from typing import Any
 from dagster import Failure
 
 from etl_core import ConfigError, IndexVersion, Source
-from etl_core.collector import tune_for_syncs
-from etl_core.connect import Connections
-from etl_core.lanes import LaneBusy
-from etl_core.lifecycle import LifecycleRefused
-from etl_core.operations import Operations
-from etl_core.planner import CloseEnough
-from etl_core.versions import pick
+from etl_core.flow.collector import tune_for_syncs
+from etl_core.model.versions import pick
+from etl_core.operations.connect import Connections
+from etl_core.operations.lane_plan import CloseEnough
+from etl_core.operations.lifecycle import LifecycleRefused
+from etl_core.operations.steps import Operations
+from etl_core.state.lanes import LaneBusy
 from orchestration.naming import Names
 from orchestration.resources import SyncServices, services_of
 
@@ -39,7 +39,7 @@ class SourceSpec:
         return found
 
     def pick(self, wanted: Sequence[str], retired: set[str]) -> list[IndexVersion[Any]]:
-        """:func:`etl_core.versions.pick` as a run's Failure; retired versions left out."""
+        """:func:`etl_core.model.versions.pick` as a run's Failure; retired versions left out."""
         try:
             chosen = pick(self.versions, wanted)
         except ConfigError as exc:
@@ -55,7 +55,7 @@ class SourceSpec:
     def connect(self, resources: Any) -> Iterator[Connections]:
         """Connections for this source, from the run's resources, with its state tables
         created (once per process). A Dagster run's process is the project's own, so its syncs
-        may tune the garbage collector (:func:`etl_core.collector.tune_for_syncs`)."""
+        may tune the garbage collector (:func:`etl_core.flow.collector.tune_for_syncs`)."""
         tune_for_syncs()
         with self.engine(resources).connect(self.source.name) as conns:
             conns.state.create()
@@ -63,7 +63,7 @@ class SourceSpec:
 
     @contextmanager
     def operate(self, resources: Any) -> Iterator[Operations]:
-        """:class:`etl_core.operations.Operations` of this source, as the command line has them;
+        """:class:`etl_core.operations.steps.Operations` of this source, as the command line has them;
         what they refuse (a busy lane, a cut-over without validation, a retired version) fails
         the run with the message the command line prints."""
         with self.connect(resources) as conns:

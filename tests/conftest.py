@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 from catalogue.generate import create_schema
 from catalogue.source import CATALOGUE_BY_COLUMN
 from etl_core.settings import Settings, make_engine
-from etl_core.sink import make_client
+from etl_core.write.sink import make_client
 from tests.integration.harness import Harness
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ from catalogue.generate import churn, generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2, V3
 from etl_core import ConfigError, IndexVersion, OpenSearchSink, SourceUnavailable, make_client
-from etl_core.extract import Extractor
-from etl_core.reconcile import reconcile
+from etl_core.operations.reconcile import reconcile
+from etl_core.read.extract import Extractor
 from etl_core.retry import Backoff
 from etl_core.settings import Settings, make_engine
 from tests.conftest import ROOT

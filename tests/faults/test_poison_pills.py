@@ -19,9 +19,9 @@ from catalogue.generate import generate
 from catalogue.source import Product
 from catalogue.versions import V1, V2, V3
 from etl_core import ConfigError, IndexVersion, OpenSearchSink, make_client
-from etl_core.reconcile import reconcile
+from etl_core.operations.reconcile import reconcile
+from etl_core.operations.validation import validate
 from etl_core.settings import Settings
-from etl_core.validation import validate
 from tests.faults.hostile import hostile_rows, insert_hostile
 from tests.faults.proxy import FaultProxy
 from tests.integration.harness import FAST_BACKOFF, Harness

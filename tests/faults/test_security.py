@@ -17,8 +17,8 @@ from catalogue.generate import generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V3
 from etl_core import ConfigError, IndexVersion, Source
-from etl_core.connect import Connections
-from etl_core.extract import Extractor
+from etl_core.operations.connect import Connections
+from etl_core.read.extract import Extractor
 from etl_core.settings import Settings, make_engine
 from tests.faults.proxy import FaultProxy
 from tests.integration.harness import Harness

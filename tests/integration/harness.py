@@ -14,11 +14,11 @@ from sqlalchemy import Engine, event, select
 from catalogue.source import CATALOGUE, Product
 from catalogue.versions import VERSIONS
 from etl_core import IndexVersion, OpenSearchSink, PostgresCursorStore, PostgresDeadLetterStore, Source, sync
-from etl_core.extract import Extractor
-from etl_core.lanes import PostgresLaneLock
-from etl_core.pipeline import SyncResult
+from etl_core.flow.pipeline import SyncResult
+from etl_core.read.extract import Extractor
 from etl_core.retry import Backoff
-from etl_core.stores import PostgresShardPlanStore, StateSchema
+from etl_core.state.lanes import PostgresLaneLock
+from etl_core.state.stores import PostgresShardPlanStore, StateSchema
 
 FAST_BACKOFF = Backoff(attempts=3, initial=0.05, maximum=0.2)
 

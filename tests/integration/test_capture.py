@@ -21,9 +21,9 @@ from sqlalchemy import Engine, text
 from catalogue.generate import churn, generate
 from catalogue.source import CATALOGUE, TRACKING
 from catalogue.versions import V1
-from etl_core.cursor import LogCursor
-from etl_core.extract import Extractor
-from etl_core.pipeline import SyncResult
+from etl_core.flow.pipeline import SyncResult
+from etl_core.model.cursor import LogCursor
+from etl_core.read.extract import Extractor
 from etl_core.settings import make_engine
 from tests.integration.harness import FAST_BACKOFF, Harness
 from tests.integration.test_sync import assert_parity, execute

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from catalogue.generate import generate
 from catalogue.versions import VERSIONS
 from etl_core.cli import main
-from etl_core.versions import with_prefix
+from etl_core.model.versions import with_prefix
 from tests.conftest import ROOT
 from tests.integration.harness import Harness
 from tests.integration.test_sync import assert_parity

@@ -4,7 +4,7 @@ refuses while the first runs.
 
 What the core promises for followers of one lane: every one only moves a cursor forward (the
 cursor store's monotonic merge), never lets a document go backwards (external versions), and is
-the only writer of its versions (a lane lock in PostgreSQL, etl_core.lanes; the Dagster pool is
+the only writer of its versions (a lane lock in PostgreSQL, etl_core.state.lanes; the Dagster pool is
 the first line). Found here: two unlocked syncs side by side could lose a delete when one of them
 skipped deletes of documents the index did not hold yet; unlocked syncs now send every delete.
 
@@ -35,17 +35,17 @@ from sqlalchemy.exc import DBAPIError
 from catalogue.generate import churn, generate
 from catalogue.source import CATALOGUE, TRACKING, Product
 from catalogue.versions import VERSIONS as DEMO_VERSIONS
-from etl_core.connect import Connections
-from etl_core.cursor import LogCursor, lowest
-from etl_core.extract import Extractor
-from etl_core.follow import FollowResult
-from etl_core.lanes import LaneBusy
-from etl_core.operations import Operations
-from etl_core.pipeline import SyncResult
-from etl_core.pipeline import sync as core_sync
+from etl_core.flow.follow import FollowResult
+from etl_core.flow.pipeline import SyncResult
+from etl_core.flow.pipeline import sync as core_sync
+from etl_core.model.cursor import LogCursor, lowest
+from etl_core.model.snapshot import Snapshot
+from etl_core.model.versions import IndexVersion
+from etl_core.operations.connect import Connections
+from etl_core.operations.steps import Operations
+from etl_core.read.extract import Extractor
 from etl_core.settings import Settings
-from etl_core.snapshot import Snapshot
-from etl_core.versions import IndexVersion
+from etl_core.state.lanes import LaneBusy
 from tests.integration.harness import FAST_BACKOFF, Harness
 from tests.integration.test_capture import extractor, sync
 from tests.integration.test_sync import assert_parity, execute
@@ -424,7 +424,7 @@ def test_kill_9_of_a_follower_process_resumes_without_loss(h: Harness, tmp_path:
 
 
 def test_a_second_follower_of_a_lane_refuses_while_the_first_runs(h: Harness, settings: Settings) -> None:
-    """One writer per version (etl_core.lanes): a second follower, or any sync of the same
+    """One writer per version (etl_core.state.lanes): a second follower, or any sync of the same
     versions, fails at once with LaneBusy naming the version and the holder's backend, and runs
     once the first has ended (or been killed: its connection, and so its lock, is gone)."""
     generate(h.source_engine, rows=300, seed=83)

@@ -11,10 +11,10 @@ from catalogue.generate import generate
 from catalogue.source import Product
 from catalogue.versions import V1, V2
 from etl_core import IndexVersion
-from etl_core.lifecycle import LifecycleRefused, MigrationRecords, cut_over, delete_expired, retire
-from etl_core.reconcile import reconcile
-from etl_core.replay import replay_dead_letters
-from etl_core.validation import ValidationReport, validate
+from etl_core.operations.lifecycle import LifecycleRefused, MigrationRecords, cut_over, delete_expired, retire
+from etl_core.operations.reconcile import reconcile
+from etl_core.operations.replay import replay_dead_letters
+from etl_core.operations.validation import ValidationReport, validate
 from tests.integration.harness import Harness
 from tests.integration.test_sync import assert_parity, behind_capture, execute
 

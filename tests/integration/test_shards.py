@@ -16,11 +16,11 @@ from sqlalchemy import text
 
 from catalogue.generate import generate
 from catalogue.versions import V1, V3
-from etl_core.cursor import LogCursor
-from etl_core.lanes import LaneBusy
-from etl_core.model import Shard
-from etl_core.pipeline import SyncResult
-from etl_core.shards import ShardsUnfinished, hand_over, plan_shards, sync_shard
+from etl_core.flow.pipeline import SyncResult
+from etl_core.flow.shards import ShardsUnfinished, hand_over, plan_shards, sync_shard
+from etl_core.model.cursor import LogCursor
+from etl_core.model.records import Shard
+from etl_core.state.lanes import LaneBusy
 from tests.integration.harness import Harness
 from tests.integration.test_sync import assert_parity
 

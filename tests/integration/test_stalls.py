@@ -24,14 +24,14 @@ from sqlalchemy.engine import URL
 
 from catalogue.generate import generate
 from catalogue.source import TRACKING
-from etl_core.cursor import LogCursor
 from etl_core.errors import SinkUnavailable, SourceRefused
-from etl_core.model import Lag, Outcome
-from etl_core.operations import Operations
+from etl_core.model.cursor import LogCursor
+from etl_core.model.records import Lag, Outcome
+from etl_core.model.snapshot import Snapshot
+from etl_core.operations.steps import Operations
+from etl_core.operations.validation import Thresholds, log_upkeep
 from etl_core.settings import Settings
-from etl_core.sink import OpenSearchSink
-from etl_core.snapshot import Snapshot
-from etl_core.validation import Thresholds, log_upkeep
+from etl_core.write.sink import OpenSearchSink
 from tests.conftest import fresh_database
 from tests.integration.harness import Harness
 from tests.integration.test_follow import connections

@@ -11,14 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
-from etl_core.cursor import Cursor, LogCursor, Position
 from etl_core.errors import ConfigError
-from etl_core.lifecycle import MigrationRecords
-from etl_core.migrations import LATEST, migrate, versions_table
-from etl_core.model import DeadLetter
+from etl_core.model.cursor import Cursor, LogCursor, Position
+from etl_core.model.records import DeadLetter
+from etl_core.model.snapshot import Snapshot
+from etl_core.operations.lifecycle import MigrationRecords
 from etl_core.settings import Settings, make_engine
-from etl_core.snapshot import Snapshot
-from etl_core.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema, _tables
+from etl_core.state.migrations import LATEST, migrate, versions_table
+from etl_core.state.stores import PostgresCursorStore, PostgresDeadLetterStore, StateSchema
+from etl_core.state.tables import tables_of
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def previous_release(conn: Connection, schema: str, scope: str) -> None:
 
 def save_feed(conn: Connection, schema: str, scope: str, version: str, cursor: LogCursor) -> None:
     """A change-log position as the previous release's store saved it."""
-    feed = _tables(schema, scope, sep="_")[3]
+    feed = tables_of(schema, scope, sep="_")[3]
     head, key, tail = cursor.rank_columns()
     conn.execute(
         feed.insert().values(version=version, head=head, key=key, tail=tail, position=cursor.to_json())
@@ -134,7 +135,7 @@ def test_the_previous_release_state_is_upgraded_and_keeps_every_row(
     schema: tuple[Engine, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     engine, name = schema
-    old = _tables(name, "shop", sep="_")
+    old = tables_of(name, "shop", sep="_")
     with engine.begin() as conn:
         previous_release(conn, name, "shop")
         conn.execute(old[2].insert().values(version="v1", changed_at=AT, key=42))
@@ -224,7 +225,7 @@ def test_the_previous_release_state_of_sources_named_alike_is_told_apart(schema:
             previous_release(conn, name, scope)
         save_feed(conn, name, "pypi", "v1", FEED)
         conn.execute(
-            _tables(name, "pypi_log", sep="_")[2].insert().values(version="v1", changed_at=AT, key=1)
+            tables_of(name, "pypi_log", sep="_")[2].insert().values(version="v1", changed_at=AT, key=1)
         )
 
     pypi_feed = StateSchema(engine, "pypi_feed", name)

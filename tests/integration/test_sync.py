@@ -13,13 +13,13 @@ from catalogue.generate import generate
 from catalogue.source import CATALOGUE, Product
 from catalogue.versions import V1, V2, V3
 from etl_core import IndexVersion, OpenSearchSink, SinkUnavailable, make_client
-from etl_core.cursor import Cursor, Position
 from etl_core.errors import ConfigError
-from etl_core.extract import Extractor
-from etl_core.load import load
-from etl_core.model import Action, Outcome, Watermark
-from etl_core.route import route
+from etl_core.flow.route import route
+from etl_core.model.cursor import Cursor, Position
+from etl_core.model.records import Action, Outcome, Watermark
+from etl_core.read.extract import Extractor
 from etl_core.settings import make_engine
+from etl_core.write.load import load
 from tests.integration.harness import FAST_BACKOFF, Harness
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from sqlalchemy.exc import ProgrammingError
 
 from catalogue.generate import generate
 from catalogue.source import TRACKING, brands, categories, product_categories, products
+from etl_core.capture.triggers import Hop, Tracked, Tracking, TrackingInUse
 from etl_core.errors import ConfigError
-from etl_core.tracking import Hop, Tracked, Tracking, TrackingInUse
 from tests.conftest import ROOT
 from tests.integration.harness import Harness
 

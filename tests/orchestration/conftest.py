@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 
 from catalogue.source import CATALOGUE
 from etl_core import IndexVersion
-from etl_core.planner import CloseEnough
+from etl_core.operations.lane_plan import CloseEnough
 from etl_core.settings import Settings
 from orchestration.project import build_definitions
 from orchestration.resources import SyncServices

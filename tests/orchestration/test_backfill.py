@@ -14,7 +14,7 @@ from sqlalchemy import text
 from benchmarks.shards import CeleryWorkers
 from catalogue.generate import generate
 from catalogue.versions import V1, V3
-from etl_core.cursor import LogCursor
+from etl_core.model.cursor import LogCursor
 from tests.integration.test_sync import assert_parity, execute
 from tests.orchestration.backfill_job import catalogue_backfill, catalogue_backfill_celery
 from tests.orchestration.conftest import Project

@@ -10,8 +10,8 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 from catalogue.generate import generate
 from catalogue.versions import V1
-from etl_core.cursor import position_from_json
-from etl_core.planner import Lane
+from etl_core.model.cursor import position_from_json
+from etl_core.operations.lane_plan import Lane
 from orchestration.naming import Names
 from orchestration.planning import run_request
 from tests.integration.test_sync import assert_parity, execute

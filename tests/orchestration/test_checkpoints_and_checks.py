@@ -15,8 +15,8 @@ from dagster import (
 
 from catalogue.generate import generate
 from catalogue.versions import V1
-from etl_core.cursor import LogCursor
-from etl_core.snapshot import Snapshot
+from etl_core.model.cursor import LogCursor
+from etl_core.model.snapshot import Snapshot
 from orchestration.cursors import import_cursors, read_cursor
 from orchestration.metadata import CURSOR_KEY
 from tests.orchestration.conftest import Project

@@ -12,9 +12,9 @@ from dagster._core.storage.defs_state.base import set_defs_state_storage
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1, V2
 from etl_core import ConfigError
-from etl_core.planner import CloseEnough
+from etl_core.operations.lane_plan import CloseEnough
+from etl_core.operations.validation import Thresholds
 from etl_core.settings import Declared, Settings
-from etl_core.validation import Thresholds
 from orchestration.project import build_definitions
 from orchestration.resources import SyncServices, services_of
 from tests.conftest import ROOT

@@ -19,8 +19,8 @@ import pytest
 
 from catalogue.generate import generate
 from catalogue.versions import VERSIONS
-from etl_core.lanes import LaneBusy
-from etl_core.versions import with_prefix
+from etl_core.model.versions import with_prefix
+from etl_core.state.lanes import LaneBusy
 from tests.conftest import ROOT
 from tests.orchestration.conftest import Project
 

@@ -13,8 +13,8 @@ from opensearchpy import OpenSearch
 
 from catalogue.generate import churn, generate
 from catalogue.versions import V1, V2
-from etl_core.cursor import position_from_json
-from etl_core.planner import CloseEnough
+from etl_core.model.cursor import position_from_json
+from etl_core.operations.lane_plan import CloseEnough
 from tests.integration.test_sync import assert_parity
 from tests.orchestration.conftest import Project
 from tests.orchestration.test_uses import drain_catch_up

@@ -13,8 +13,8 @@ from catalogue.generate import generate
 from catalogue.source import CATALOGUE
 from catalogue.versions import V1
 from etl_core.cli import main
-from etl_core.stores import PostgresCursorStore, StateSchema
-from etl_core.versions import with_prefix
+from etl_core.model.versions import with_prefix
+from etl_core.state.stores import PostgresCursorStore, StateSchema
 from orchestration.project import build_definitions
 from tests.integration.test_sync import assert_parity
 from tests.orchestration.brands import B1, BRANDS

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from catalogue.generate import generate
 from catalogue.versions import V1, V2, V3
-from etl_core.cursor import LogCursor, position_from_json
+from etl_core.model.cursor import LogCursor, position_from_json
 from orchestration.partitions import lane_tags
 from tests.conftest import ROOT
 from tests.integration.test_sync import assert_parity

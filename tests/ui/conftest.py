@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 
 from catalogue.generate import create_schema, generate
 from etl_core.settings import Settings, make_engine
-from etl_core.sink import make_client
+from etl_core.write.sink import make_client
 from tests.conftest import ROOT
 
 PORT = 3355

@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
 from playwright.sync_api import Page, sync_playwright
 
-from etl_core.cursor import LogCursor
+from etl_core.model.cursor import LogCursor
 from orchestration.partitions import lane_tags
 from tests.ui.conftest import PORT, DagsterDev
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl_core.column_feed import normalise
-from etl_core.cursor import Cursor, Position, lowest, merge
 from etl_core.errors import SinkUnavailable
-from etl_core.model import Action, DeadLetter, Outcome, Page, Shard, Watermark
-from etl_core.source import Source
-from etl_core.versions import IndexVersion
+from etl_core.model.cursor import Cursor, Position, lowest, merge
+from etl_core.model.records import Action, DeadLetter, Outcome, Page, Shard, Watermark
+from etl_core.model.source import Source
+from etl_core.model.versions import IndexVersion
+from etl_core.read.column_feed import normalise
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

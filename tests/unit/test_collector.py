@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from etl_core import sync
-from etl_core.collector import fewer_collections, threshold_for, tune_for_syncs
+from etl_core.flow.collector import fewer_collections, threshold_for, tune_for_syncs
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
 from tests.unit.models import SOURCE, version
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from etl_core.cursor import Cursor, external_version, lowest, merge
+from etl_core.model.cursor import Cursor, external_version, lowest, merge
 from tests.unit.fakes import at
 
 

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from etl_core import sync
-from etl_core.column_feed import normalise
-from etl_core.cursor import Cursor, Position
 from etl_core.errors import StateUnavailable
-from etl_core.load import load
-from etl_core.model import Action, Outcome, RoutedPage
-from etl_core.route import route_page
+from etl_core.flow.route import route_page
+from etl_core.model.cursor import Cursor, Position
+from etl_core.model.records import Action, Outcome, RoutedPage
+from etl_core.read.column_feed import normalise
+from etl_core.write.load import load
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
 from tests.unit.models import SOURCE, Item, version
 

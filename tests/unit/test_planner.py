@@ -3,10 +3,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from etl_core.cursor import Cursor
-from etl_core.model import Lag
-from etl_core.planner import CloseEnough, Lane
-from etl_core.planner import plan_lanes as plan
+from etl_core.model.cursor import Cursor
+from etl_core.model.records import Lag
+from etl_core.operations.lane_plan import CloseEnough, Lane
+from etl_core.operations.lane_plan import plan_lanes as plan
 from tests.unit.fakes import at
 
 HEAD = at(1000)

@@ -5,7 +5,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from etl_core.prefetch import prefetch
+from etl_core.flow.prefetch import prefetch
 
 
 def test_items_arrive_in_order_from_another_thread() -> None:

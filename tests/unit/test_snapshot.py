@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from etl_core.cursor import LogCursor, merge
-from etl_core.snapshot import Snapshot, earliest
+from etl_core.model.cursor import LogCursor, merge
+from etl_core.model.snapshot import Snapshot, earliest
 
 # Snapshots of one server in the order they were taken: 100 and 101 run, 101 commits (xmax
 # moves past it), then 100 commits (xmin moves), then 103 commits while 102 still runs.

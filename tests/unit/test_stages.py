@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from etl_core import SinkUnavailable, sync
-from etl_core.column_feed import normalise
-from etl_core.cursor import Cursor, external_version
-from etl_core.model import Page
-from etl_core.pipeline import compose
+from etl_core.flow.pipeline import compose
+from etl_core.flow.route import route_page
+from etl_core.model.cursor import Cursor, external_version
+from etl_core.model.records import Page
+from etl_core.read.column_feed import normalise
 from etl_core.retry import Backoff, call_with_retry
-from etl_core.route import route_page
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
 from tests.unit.models import SOURCE, Item, version
 
