@@ -92,6 +92,14 @@ def test_every_command_runs_a_migration_from_the_shell(harness: Harness, cli: An
     code, _, err = cli("retire", "v2")
     assert code == 1 and "live behind alias" in err
     assert cli("retire", "v1", "--grace-hours", "0")[0] == 0
+    code, out, _ = cli("reconcile", "--report-only")  # every count that explains the totals
+    assert code == 0 and out["deleted_indices"] == []
+    assert {
+        k: (v["documents"], v["source_rows"], v["dead_lettered"]) for k, v in out["versions"].items()
+    } == {
+        "v2": (400, 400, 0),
+        "v3": (in_stock, in_stock, 0),
+    }
     code, out, _ = cli("reconcile")
     assert code == 0 and out["deleted_indices"] == [versions[0].index]
     assert set(out["versions"]) == {"v2", "v3"}  # a retired version is no longer reconciled

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -284,7 +285,13 @@ def test_a_dba_applies_the_printed_plan_with_psql_and_the_commands_agree(harness
     )
     assert applied.returncode == 0, applied.stderr
     status = command("status")
-    assert status.returncode == 0 and "installed" in status.stdout
+    assert status.returncode == 0
+    assert orjson.loads(status.stdout) == {
+        "source": "catalogue",
+        "action": "status",
+        "installed": True,
+        "disabled_triggers": [],
+    }
     first = snapshot(engine)
     assert ours(first) and user_rows(engine) == rows
 
