@@ -150,17 +150,6 @@ class Declared(BaseSettings):
         return _cron(value)
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
-
-    @classmethod
     def read(cls, env: Mapping[str, str] | None = None) -> Declared:
         """The process environment, or exactly ``env`` (tests, a resource's resolved fields)."""
         try:

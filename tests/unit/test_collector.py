@@ -70,6 +70,7 @@ def test_a_sync_of_pages_in_flight_runs_almost_no_collections(tuned: None, colle
 def test_an_embedding_application_keeps_its_own_collector_setting(collections: list[int]) -> None:
     """A library does not change the whole process: without the opt-in a sync leaves the
     threshold alone, and the interpreter collects as it always does."""
+    tune_for_syncs(False)  # as a process that never opted in (a Dagster run in this one did)
     before = gc.get_threshold()
     with fewer_collections(1000):
         assert gc.get_threshold() == before
