@@ -171,7 +171,8 @@ def _tracking(args: argparse.Namespace, source: Source[Any], env: Declared) -> i
         return 0
     engine = make_engine(env.tracking_url())
     try:
-        outcome = tracking_action(source, engine, args.verb, force=args.force)
+        variable = "TRACKING_DATABASE_URL" if env.tracking_database_url else "SOURCE_DATABASE_URL"
+        outcome = tracking_action(source, engine, args.verb, force=args.force, variable=variable)
     finally:
         engine.dispose()
     for gap in outcome["disabled_triggers"]:
@@ -237,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    logging.getLogger("opensearch").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # the client and urllib3 log every failed attempt with a traceback; the sink logs its own
+    # retries (sink_retry) and ends with one line that names the cause: theirs only when asked
+    for noisy in ("opensearch", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     tune_for_syncs()  # this process is the command line's own (etl_core.flow.collector)
     try:
         env = Declared.read()
@@ -267,6 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.exception("failed")
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or an unmapped failure: one line, the traceback on request
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"error: unexpected {type(exc).__name__}: {first} (run with --verbose for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from etl_core.errors import ConfigError
 from etl_core.logs import event
 
 T = TypeVar("T")
@@ -77,10 +78,59 @@ def call_with_retry(
     return retrying(fn)
 
 
+# What a server says when it refuses a connection for good: retrying cannot help, and the
+# user needs the cause, not "could not be reached". (psycopg gives no SQLSTATE for these.)
+_REFUSALS = (
+    ("password authentication failed", "check the user and password in {variable}"),
+    ("no pg_hba.conf entry", "the server's pg_hba.conf does not let this host and user in (ask its DBA)"),
+    ("database", "check the database name in {variable}, or create the database"),
+    ("role", "check the user in {variable}"),
+    ("permission denied for database", "GRANT CONNECT ON DATABASE to the user of {variable}"),
+    ("too many connections", "the server's max_connections is reached; retry later or raise it"),
+)
+
+
+def connection_refusal(exc: BaseException) -> str | None:
+    """The server's own line when it refused the connection for good (a wrong password, a
+    database or user that does not exist, pg_hba.conf), else None. Never the connection string:
+    only what follows the server's ``FATAL:``."""
+    if not isinstance(exc, OperationalError):
+        return None
+    text = str(exc.orig)
+    if "FATAL:" not in text:
+        return None
+    line = text.split("FATAL:", 1)[1].strip().splitlines()[0].strip()
+    if "too many connections" in line:
+        return None  # that one passes: retried like an outage
+    if "does not exist" in line or any(m in line for m, _ in _REFUSALS if m not in ("database", "role")):
+        return line
+    return None
+
+
+def refusal_fix(line: str, variable: str) -> str:
+    for marker, fix in _REFUSALS:
+        if marker in line:
+            return fix.format(variable=variable)
+    return f"check {variable}"
+
+
+def refused_connection(exc: BaseException, variable: str) -> ConfigError | None:
+    """The one-line error for a connection refused for good, naming the variable and the fix."""
+    line = connection_refusal(exc)
+    if line is None:
+        return None
+    fix = refusal_fix(line, variable)
+    return ConfigError(
+        f"PostgreSQL refused the connection of {variable}: {line}. "
+        f"{fix[:1].upper()}{fix[1:]}; nothing was read or written"
+    )
+
+
 def transient_db_error(exc: BaseException) -> bool:
-    """Connection-level failures are worth retrying; a SQL error is not."""
+    """Connection-level failures are worth retrying (a server down, a connection cut); a SQL
+    error is not, nor a connection the server refused for good (:func:`connection_refusal`)."""
     if isinstance(exc, OperationalError):
-        return True
+        return connection_refusal(exc) is None
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 

@@ -209,6 +209,7 @@ class Declared(BaseSettings):
             state_schema=self.etl_state_schema,
             tracking_url=self.url("tracking_database_url") if self.tracking_database_url else None,
             follow_poll_s=self.etl_follow_poll_s,
+            state_variable="STATE_DATABASE_URL" if self.state_database_url else "SOURCE_DATABASE_URL",
         )
 
 
@@ -271,6 +272,9 @@ class Settings:
     state_schema: str = "etl_state"
     follow_poll_s: float = 30.0
     tracking_url: URL | None = None
+    state_variable: str = "STATE_DATABASE_URL"
+    """Where ``state_url`` came from (``SOURCE_DATABASE_URL`` when the state lives beside the
+    source, the default), so that an error names the setting to fix."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

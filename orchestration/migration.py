@@ -20,6 +20,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from orchestration.planning import active
 from orchestration.spec import SourceSpec
 
 
@@ -120,6 +121,26 @@ def build_migration_jobs(
         if deleted:
             context.log.info(f"deleted retired indices {deleted}")
 
+    @op(
+        name=names.op("add_version_partitions"),
+        required_resource_keys=resources,
+        description=f"Add a partition for each declared version of `{source.name}` that is not "
+        "retired (what the planner sensor does on its tick), so runs and backfills can target them "
+        "with the daemon or automation off.",
+    )
+    def add_version_partitions(context: OpExecutionContext) -> None:
+        with spec.connect(context.resources) as conns:
+            declared = active(spec.versions, conns.records.retired())
+        existing = set(context.instance.get_dynamic_partitions(names.partitions_name))
+        new = [k for k in declared if k not in existing]
+        if new:
+            context.instance.add_dynamic_partitions(names.partitions_name, new)
+        context.log.info(f"partitions {declared}: added {new}")
+
+    @job(name=names.job("register_versions"), description=add_version_partitions.description)
+    def register_versions_job() -> None:
+        add_version_partitions()
+
     @job(name=names.job("cut_over"), description=swap_read_alias.description)
     def cut_over_job() -> None:
         swap_read_alias()
@@ -136,7 +157,7 @@ def build_migration_jobs(
     def reconcile_job() -> None:
         reconcile_versions()
 
-    jobs = [cut_over_job, retire_job, replay_job, reconcile_job]
+    jobs = [register_versions_job, cut_over_job, retire_job, replay_job, reconcile_job]
     schedule = ScheduleDefinition(
         name=names.reconcile_schedule,
         job=reconcile_job,

@@ -77,14 +77,19 @@ ensure_packages() {
 
 ensure_env_file() {
   mkdir -p "$DIR"
-  [ -f "$ENV_FILE" ] && return 0
+  if [ -f "$ENV_FILE" ]; then
+    # older files set STATE_DATABASE_URL to the demo's database: the state then stayed there for
+    # the command line when a user pointed SOURCE_DATABASE_URL elsewhere. One rule now: the state
+    # lives beside the source unless STATE_DATABASE_URL is set on purpose.
+    sed -i '/^export STATE_DATABASE_URL=/d' "$ENV_FILE"
+    return 0
+  fi
   local pw
   pw="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
   umask 077
   cat >"$ENV_FILE" <<ENV
 # Written by scripts/services.sh on first start. Local development only.
 export SOURCE_DATABASE_URL="postgresql+psycopg://etl:$pw@127.0.0.1:$PG_PORT/catalog"
-export STATE_DATABASE_URL="postgresql+psycopg://etl:$pw@127.0.0.1:$PG_PORT/catalog"
 export DAGSTER_PG_HOST=127.0.0.1
 export DAGSTER_PG_PORT=$PG_PORT
 export DAGSTER_PG_USER=etl

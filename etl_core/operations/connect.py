@@ -61,7 +61,7 @@ class Connections:
             ca_certs=s.opensearch_ca_certs,
             connections=s.bulk_in_flight + 2,
         )
-        self.state = StateSchema(self.state_engine, self.scope, s.state_schema)
+        self.state = StateSchema(self.state_engine, self.scope, s.state_schema, variable=s.state_variable)
         self.sink = OpenSearchSink(
             self.client,
             max_chunk_bytes=s.bulk_max_bytes,

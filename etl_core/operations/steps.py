@@ -40,7 +40,7 @@ from etl_core.operations.reconcile import Drift, reconcile
 from etl_core.operations.replay import ReplayResult, replay_dead_letters
 from etl_core.operations.status import VersionStatus, describe_versions
 from etl_core.operations.validation import Thresholds, ValidationReport, validate
-from etl_core.retry import transient_db_error
+from etl_core.retry import refused_connection, transient_db_error
 
 
 class VersionRetired(ConfigError):
@@ -74,10 +74,13 @@ class Operations:
         version named explicitly is refused, with the date it was retired."""
         picked = pick(self.versions, only)
         retired = self.records.retirements()
-        named = [v.key for v in picked if only and v.key in retired]
+        named = [v.key for v in picked if only and (v.key in retired or v.retired)]
         if named:
             since = ", ".join(
-                f"{k} is retired (since {retired[k].isoformat(timespec='seconds')})" for k in named
+                f"{k} is retired (since {retired[k].isoformat(timespec='seconds')})"
+                if k in retired
+                else f"{k} is retired (in code: IndexVersion(retired=True))"
+                for k in named
             )
             raise VersionRetired(
                 f"{since}; it is no longer synced. Not retired: {self._not_retired(retired)}"
@@ -85,8 +88,14 @@ class Operations:
         return [v for v in picked if v.key not in retired and not v.retired]
 
     def version(self, key: str) -> IndexVersion[Any]:
-        """One declared version, retired or not (validate and cut-over say what they refuse)."""
+        """One declared version, retired or not."""
         (found,) = pick(self.versions, [key])
+        return found
+
+    def active(self, key: str) -> IndexVersion[Any]:
+        """One declared version that is not retired: validating or cutting over a retired one
+        is refused at once (its index may be gone), saying since when."""
+        (found,) = self.chosen([key])
         return found
 
     def _not_retired(self, retired: dict[str, datetime]) -> list[str]:
@@ -165,7 +174,7 @@ class Operations:
 
     def cut_over(self, key: str) -> list[str]:
         """Point the read alias at a validated version; the indices it named before."""
-        version = self.version(key)
+        version = self.active(key)
         with self.conns.lanes.hold([version]):
             return cut_over(self.records, version, self.alias, self.conns.sink)
 
@@ -212,7 +221,7 @@ class Operations:
     def validate(self, key: str, thresholds: Thresholds) -> ValidationReport:
         """Compare every document of the version with the source, and record the outcome."""
         report = validate(
-            self.version(key),
+            self.active(key),
             extractor=self.conns.extractor(self.source),
             sink=self.conns.sink,
             dead_letters=self.conns.dead_letters,
@@ -247,13 +256,13 @@ class Operations:
 
 
 def tracking_action(
-    source: Source[Any], engine: Engine, action: str, *, force: bool = False
+    source: Source[Any], engine: Engine, action: str, *, force: bool = False, variable: str = ""
 ) -> dict[str, Any]:
     """``apply``, ``remove`` or ``status`` of a source's generated change capture, as the role of
     ``engine`` (one that owns the tracked tables); what is installed afterwards, and the triggers
     that are disabled (changes they should log are lost). A refusal names the fix."""
     tracking: Tracking = _tracking_of(source)
-    variable = "TRACKING_DATABASE_URL"
+    variable = variable or "TRACKING_DATABASE_URL"
     try:
         if action == "apply":
             tracking.apply(engine)
@@ -268,6 +277,9 @@ def tracking_action(
             "disabled_triggers": tracking.disabled(engine),
         }
     except DBAPIError as exc:
+        refused = refused_connection(exc, variable)
+        if refused is not None:
+            raise refused from None
         if transient_db_error(exc):
             raise SourceUnavailable(
                 f"PostgreSQL could not be reached to {action} the tracking of {source.name!r}: "
@@ -276,8 +288,8 @@ def tracking_action(
         first = str(exc.orig).strip().splitlines()[0] if str(exc.orig) else ""
         raise ConfigError(
             f"PostgreSQL refused the tracking DDL of {source.name!r} ({type(exc.orig).__name__}: {first}). "
-            f"Apply it as a role that owns the tracked tables (set {variable}), or hand `tracking plan` "
-            "to your DBA"
+            "Apply it as a role that owns the tracked tables (set TRACKING_DATABASE_URL), or hand "
+            "`tracking plan` to your DBA"
         ) from None
 
 

@@ -25,7 +25,14 @@ from etl_core.model.records import Lag, Page, Shard, Watermark
 from etl_core.model.source import Source
 from etl_core.read.column_feed import ColumnFeed
 from etl_core.read.log_feed import LogFeed
-from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, server_message, transient_db_error
+from etl_core.retry import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    call_with_retry,
+    refused_connection,
+    server_message,
+    transient_db_error,
+)
 
 R = TypeVar("R")
 
@@ -65,6 +72,9 @@ class Extractor(Generic[R]):
                 once, retry_on=transient_db_error, backoff=self.backoff, log_as="source_retry", what=what
             )
         except DBAPIError as exc:
+            refused = refused_connection(exc, "SOURCE_DATABASE_URL")
+            if refused is not None:
+                raise refused from None
             tracking = self.source.tracking
             if (
                 tracking is not None

@@ -33,7 +33,7 @@ from etl_core.model.cursor import Key, LogCursor, Position
 from etl_core.model.records import Change, Lag, Page, Shard, Watermark
 from etl_core.model.snapshot import Snapshot, earliest
 from etl_core.model.source import Source
-from etl_core.retry import call_with_retry, server_message, transient_db_error
+from etl_core.retry import call_with_retry, refused_connection, server_message, transient_db_error
 
 if TYPE_CHECKING:
     from etl_core.read.extract import Extractor
@@ -216,6 +216,9 @@ class LogFeed(Generic[R]):
                 once, retry_on=transient_db_error, backoff=reader.backoff, log_as="source_retry", what="trim"
             )
         except DBAPIError as exc:
+            refused = refused_connection(exc, "SOURCE_DATABASE_URL")
+            if refused is not None:
+                raise refused from None
             if transient_db_error(exc):
                 raise SourceUnavailable(
                     f"PostgreSQL did not answer while trimming the change log of {self.source.name!r} "
@@ -224,7 +227,7 @@ class LogFeed(Generic[R]):
             raise SourceRefused(
                 f"the change log of source {self.source.name!r} could not be trimmed: "
                 f"{server_message(exc)}. The sync role needs DELETE on it "
-                "(GRANT DELETE ON <state schema>.<source>_changes)"
+                f"(GRANT DELETE ON {self.tracking.log_table.fullname})"
             ) from None
         event("log_trimmed", source=self.source.name, seen_by=str(below), deleted=deleted)
         return deleted

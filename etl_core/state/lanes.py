@@ -67,7 +67,7 @@ class PostgresLaneLock:
                 except DBAPIError as exc:
                     raise StateUnavailable(
                         f"the lane lock of version {version!r} could not be taken "
-                        f"({type(exc.orig).__name__}); check STATE_DATABASE_URL. No cursor was moved"
+                        f"({type(exc.orig).__name__}); check {self.state.variable}. No cursor was moved"
                     ) from None
                 if not got:
                     raise LaneBusy(

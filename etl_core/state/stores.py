@@ -28,7 +28,7 @@ from sqlalchemy.sql import Executable
 from etl_core.errors import ConfigError, StateUnavailable
 from etl_core.model.cursor import Cursor, LogCursor, Position
 from etl_core.model.records import DeadLetter
-from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, transient_db_error
+from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, refused_connection, transient_db_error
 from etl_core.state.migrations import migrate
 from etl_core.state.tables import (
     LONGEST_SUFFIX,
@@ -61,8 +61,14 @@ class StateSchema:
     """
 
     def __init__(
-        self, engine: Engine, scope: str, schema: str = "etl_state", backoff: Backoff = DEFAULT_BACKOFF
+        self,
+        engine: Engine,
+        scope: str,
+        schema: str = "etl_state",
+        backoff: Backoff = DEFAULT_BACKOFF,
+        variable: str = "STATE_DATABASE_URL",
     ) -> None:
+        """``variable`` names the setting the engine's URL came from, for errors."""
         if not scope.isidentifier():
             raise ConfigError(f"state scope {scope!r} must be a source name (letters, digits, underscores)")
         if SEP in scope or scope.endswith("_"):
@@ -82,6 +88,7 @@ class StateSchema:
         self.scope = scope
         self.schema = schema
         self.backoff = backoff
+        self.variable = variable
         (
             self.meta,
             self.dead_letters,
@@ -100,10 +107,13 @@ class StateSchema:
             )
         except DBAPIError as exc:
             where = f"the state schema {self.schema!r} ({what})"
+            refused = refused_connection(exc, self.variable)
+            if refused is not None:
+                raise refused from None
             if transient_db_error(exc):
                 raise StateUnavailable(
                     f"{where} could not be reached after {self.backoff.attempts} attempts: "
-                    f"{type(exc.orig).__name__}. Check STATE_DATABASE_URL; no cursor was moved."
+                    f"{type(exc.orig).__name__}. Check {self.variable}; no cursor was moved."
                 ) from None
             # only a refusal is about privileges; anything else (a missing column) is not
             hint = (

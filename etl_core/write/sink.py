@@ -162,6 +162,12 @@ class OpenSearchSink:
             )
         if isinstance(exc, ImproperlyConfigured):
             return ConfigError(f"{self.describe}: the client is misconfigured while {what}: {exc}")
+        if isinstance(exc, OSConnectionError) and not isinstance(exc, SSLError):
+            return SinkUnavailable(
+                f"{self.describe} could not be reached while {what} ({self.backoff.attempts} attempts: "
+                f"{_cause(exc)}). Check that the node is up and OPENSEARCH_URL points at it; no "
+                "cursor was moved."
+            )
         if _transient_or_items(exc):
             return SinkUnavailable(
                 f"{self.describe} did not accept {what} after {self.backoff.attempts} attempts "
@@ -208,7 +214,13 @@ class OpenSearchSink:
             for version in versions:
                 if version.index in self._ready:
                     continue
-                if self._call(f"creating index {version.index}", lambda v=version: self._create(v)):
+                exists = self._call(
+                    f"checking whether index {version.index} exists",
+                    lambda v=version: self.client.indices.exists(index=v.index),
+                )
+                if not exists and self._call(
+                    f"creating index {version.index}", lambda v=version: self._create(v)
+                ):
                     created.append(version)
         except EtlError:
             # any failure, a refused setting or a node gone midway: take back what this call made,
@@ -229,8 +241,6 @@ class OpenSearchSink:
         return {v.key for v in created}
 
     def _create(self, version: IndexVersion[Any]) -> bool:
-        if self.client.indices.exists(index=version.index):
-            return False
         settings = {
             **version.settings,
             "index": {**dict(version.settings.get("index", {})), **BACKFILL_SETTINGS["index"]},
@@ -478,3 +488,18 @@ def _reason(exc: TransportError) -> str:
     info = exc.info if isinstance(exc.info, dict) else {}
     err = info.get("error", {})
     return str(err.get("reason", exc.error)) if isinstance(err, dict) else str(err)
+
+
+def _cause(exc: OSConnectionError) -> str:
+    """Why a connection failed, in words (refused, timed out, name not found), without the URL."""
+    text = str(exc.info if getattr(exc, "info", None) else exc).lower()
+    for marker, cause in (
+        ("refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("name or service not known", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("reset by peer", "connection reset"),
+    ):
+        if marker in text:
+            return cause
+    return type(exc).__name__
