@@ -138,9 +138,30 @@ class StateSchema:
         _CREATED.add(key)
 
 
+PAYLOAD_TEXT_LIMIT = 64 * 1024
+"""Characters of one text value a dead letter keeps; longer ones keep a preview and their length."""
+_PREVIEW = 1024
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` with every long text (or bytes) cut to a preview. A dead letter's payload is for
+    reading (replay re-reads the row by key), and one letter of a 101 MB row used to hold the
+    row several times over while it was encoded: 10 copies of the row at once for a sync whose
+    versions all refused it (``benchmarks/huge_row.py``)."""
+    if isinstance(value, str | bytes) and len(value) > PAYLOAD_TEXT_LIMIT:
+        shown = value[:_PREVIEW] if isinstance(value, str) else value[:_PREVIEW].decode(errors="replace")
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{shown}… [{len(value)} {unit}; cut in the dead letter]"
+    if isinstance(value, Mapping):
+        return {k: _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded(v) for v in value]
+    return value
+
+
 def _payload(payload: Mapping[str, Any] | None) -> Any:
     # Round-trip through orjson: datetimes and decimals become JSON the database accepts.
-    return None if payload is None else orjson.loads(orjson.dumps(payload, default=str))
+    return None if payload is None else orjson.loads(orjson.dumps(_bounded(payload), default=str))
 
 
 class PostgresDeadLetterStore:

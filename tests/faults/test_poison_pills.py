@@ -79,6 +79,12 @@ def test_a_document_past_the_nodes_request_limit_is_a_dead_letter_not_a_stuck_la
         assert "the node's http.max_content_length is 100mb" in letters[(v, "50")]  # size and limit
         size = int(re.search(r"is (\d+) bytes", letters[(v, "50")]).group(1))  # type: ignore[union-attr]
         assert size > 101 * 1024 * 1024
+    # the letter keeps a preview of the 101 MB text and its length, not the text (replay re-reads)
+    for letter in h.dead_letters.open_letters():
+        description = letter["payload"]["description"]
+        assert description.startswith("x" * 1024) and description.endswith(
+            f"… [{101 * 1024 * 1024} characters; cut in the dead letter]"
+        )
     cursors = {t.cursor for t in result.versions.values()}  # all through the source, to the log
     assert result.caught_up and len(cursors) == 1 and not cursors.pop().backfilling  # type: ignore[union-attr]
     execute(h, "UPDATE products SET description = 'fits now' WHERE id = 50")
