@@ -41,7 +41,7 @@ from etl_core.flow.shards import ShardPlan, plan_shards, sync_shard
 from etl_core.model.records import Action, Outcome
 from etl_core.operations.connect import Connections
 from etl_core.settings import Settings, make_engine
-from etl_core.write.sink import OpenSearchSink
+from etl_core.write.sink import OpenSearchSink, request_body
 from orchestration.project import build_definitions
 from orchestration.resources import SyncServices
 
@@ -196,8 +196,8 @@ def parity(conns: Connections, v: Any) -> bool:
 class NullSink(OpenSearchSink):
     """Builds every ``_bulk`` body as the real sink does, and sends none of them."""
 
-    def _send(self, chunk: list[tuple[Action, bytes]]) -> list[Outcome | int]:
-        b"".join(line for _, line in chunk)
+    def _send(self, chunk: list[tuple[Action, bytes | None]]) -> list[Outcome | int]:
+        request_body(chunk)
         return [Outcome(a, "deleted" if a.op == "delete" else "indexed") for a, _ in chunk]
 
 

@@ -107,6 +107,11 @@ class Declared(BaseSettings):
     )
     etl_schedule_cron: str = Field(default="* * * * *", description="The freshness schedule.")
     etl_reconcile_cron: str = Field(default="0 3 * * *", description="The nightly reconcile.")
+    etl_observe_cron: str = Field(default="*/5 * * * *", description="When the source is observed.")
+    etl_owners: str = Field(
+        default="",
+        description="Owners of every asset, comma-separated: team:search, someone@example.com.",
+    )
     etl_automation: bool = Field(
         default=True, description="false starts the sensor and schedules stopped (switch them on in the UI)."
     )
@@ -144,7 +149,7 @@ class Declared(BaseSettings):
             raise ValueError("must be a lower-case SQL identifier (letters, digits, _), e.g. etl_state")
         return value
 
-    @field_validator("etl_schedule_cron", "etl_reconcile_cron")
+    @field_validator("etl_schedule_cron", "etl_reconcile_cron", "etl_observe_cron")
     @classmethod
     def _crons(cls, value: str) -> str:
         return _cron(value)
@@ -180,6 +185,9 @@ class Declared(BaseSettings):
         if url.get_backend_name() != "postgresql":
             raise ConfigError(f"{variable} must point at PostgreSQL (postgresql+psycopg://...)")
         return url.set(drivername="postgresql+psycopg")
+
+    def owners(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.etl_owners.split(",") if o.strip())
 
     def tracking_url(self) -> URL:
         """The role ``tracking apply|remove|status`` uses: TRACKING_DATABASE_URL, else the source's."""

@@ -1,18 +1,18 @@
 """The index asset (one partition per version) and the observable PostgreSQL source."""
 
-from typing import Any
+from collections.abc import Iterator
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
     Config,
     DataVersion,
-    MetadataValue,
     ObserveResult,
-    SourceAsset,
     asset,
-    observable_source_asset,
+    multi_observable_source_asset,
 )
 
 from etl_core.errors import EtlError
@@ -20,7 +20,8 @@ from etl_core.flow.pipeline import combine
 from etl_core.operations.status import describe_versions
 from etl_core.operations.steps import Operations
 from orchestration.cursors import DagsterCursorStore, import_cursors
-from orchestration.metadata import version_metadata
+from orchestration.metadata import source_metadata, version_metadata
+from orchestration.planning import active
 from orchestration.spec import SourceSpec
 
 
@@ -49,7 +50,7 @@ def trim_log(context: AssetExecutionContext, ops: Operations) -> None:
         context.log.info(f"change log trimmed: {deleted} entries every version has read")
 
 
-def build_index_asset(spec: SourceSpec, source_asset: SourceAsset) -> AssetsDefinition:
+def build_index_asset(spec: SourceSpec, source_asset: AssetsDefinition) -> AssetsDefinition:
     source, names = spec.source, spec.names
 
     @asset(
@@ -60,6 +61,7 @@ def build_index_asset(spec: SourceSpec, source_asset: SourceAsset) -> AssetsDefi
         pool=names.pool,
         deps=[source_asset],
         kinds={"opensearch"},
+        owners=list(spec.owners),
         required_resource_keys={spec.resource_key},
         description=(
             f"OpenSearch index versions of the `{source.name}` source (read alias "
@@ -115,23 +117,38 @@ def build_index_asset(spec: SourceSpec, source_asset: SourceAsset) -> AssetsDefi
     return _index
 
 
-def build_source_asset(spec: SourceSpec) -> SourceAsset:
+def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
+    """The PostgreSQL source, observed (the ``<source>_observe`` job, on its schedule): where its
+    change log's head is, how many committed changes wait for the slowest version that is not
+    retired, and how old the oldest of them is."""
     source = spec.source
+    key = AssetKey(spec.names.source_asset)
 
-    @observable_source_asset(
+    @multi_observable_source_asset(  # type: ignore[untyped-decorator]
+        specs=[
+            AssetSpec(
+                key,
+                group_name=spec.names.group,
+                kinds={"postgres"},
+                owners=list(spec.owners),
+                description=f"The PostgreSQL source `{source.name}`: its change log's head, the "
+                "committed changes waiting for the slowest version, and the oldest one's age.",
+            )
+        ],
         name=spec.names.source_asset,
-        group_name=spec.names.group,
         required_resource_keys={spec.resource_key},
-        description=f"The PostgreSQL source `{source.name}`: row count and newest change.",
     )
-    def _observe(context: Any) -> ObserveResult:
+    def _observe(context: AssetExecutionContext) -> Iterator[ObserveResult]:
         with spec.connect(context.resources) as conns:
+            versions = active(spec.versions, conns.records.retired())
             extractor = conns.extractor(source)
             head = extractor.head()
-            rows = extractor.count()
-        return ObserveResult(
+            lag = extractor.lag(conns.cursors.load(versions))
+        yield ObserveResult(
+            asset_key=key,
             data_version=DataVersion(head or "empty"),
-            metadata={"rows": MetadataValue.int(rows), "head": MetadataValue.text(head or "")},
+            metadata=source_metadata(head, versions, lag),
         )
 
-    return _observe
+    observed: AssetsDefinition = _observe
+    return observed

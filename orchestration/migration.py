@@ -162,6 +162,8 @@ def build_migration_jobs(
         name=names.reconcile_schedule,
         job=reconcile_job,
         cron_schedule=reconcile_cron,
+        description=f"Nightly reconcile of `{source.name}` (ETL_RECONCILE_CRON): repairs drift in every "
+        "version that is not retired and deletes the indices of versions retired past their grace.",
         default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
     )
     return jobs, [schedule]

@@ -19,7 +19,14 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetSelection, Definitions, ExecutorDefinition, define_asset_job
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    ExecutorDefinition,
+    ScheduleDefinition,
+    define_asset_job,
+)
 
 from etl_core import IndexVersion, Source, validate_versions
 from etl_core.model.versions import with_prefix
@@ -60,6 +67,7 @@ def build_definitions(
     thresholds: Thresholds | None = None,
     backfill_executor: ExecutorDefinition | None = None,
     backfill_shards: int | None = None,
+    owners: Sequence[str] | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
@@ -102,6 +110,7 @@ def build_definitions(
         read_alias=f"{prefix}{read_alias or source.read_alias}",
         close=close,
         resource_key=resource_key,
+        owners=tuple(env.owners() if owners is None else owners),
     )
 
     source_asset = build_source_asset(spec)
@@ -113,6 +122,19 @@ def build_definitions(
         description="Run the validation checks of one version partition (the cut-over gate).",
     )
     migration_jobs, migration_schedules = build_migration_jobs(spec, env.etl_reconcile_cron, automation)
+    observe_job = define_asset_job(
+        names.job("observe"),
+        selection=AssetSelection.assets(source_asset),
+        description=f"Observe the PostgreSQL source `{source.name}`: its change log's head and what waits.",
+    )
+    observe_schedule = ScheduleDefinition(
+        name=f"{names.source}_observe_source",
+        job=observe_job,
+        cron_schedule=env.etl_observe_cron,
+        default_status=DefaultScheduleStatus.RUNNING if automation else DefaultScheduleStatus.STOPPED,
+        description=f"Observes `{names.source_asset}` (ETL_OBSERVE_CRON), so the catalogue shows the "
+        "source's head and the changes waiting without a sync.",
+    )
     job = define_asset_job(
         names.job("sync"),
         selection=AssetSelection.assets(index).without_checks(),
@@ -123,7 +145,7 @@ def build_definitions(
     return Definitions(
         assets=[source_asset, index],
         asset_checks=[checks],
-        jobs=[job, validate_job, *migration_jobs, *tracking_jobs],
+        jobs=[job, validate_job, observe_job, *migration_jobs, *tracking_jobs],
         sensors=[
             build_planner_sensor(
                 spec,
@@ -137,6 +159,7 @@ def build_definitions(
         schedules=[
             build_freshness_schedule(spec, job, catch_up_pages, cron, running=automation, follow_s=follow_s),
             *migration_schedules,
+            observe_schedule,
         ],
         resources={resource_key: sync_services or shared_services()},
     )

@@ -31,6 +31,8 @@ class SourceSpec:
     read_alias: str
     close: CloseEnough
     resource_key: str = "sync_services"
+    owners: tuple[str, ...] = ()
+    """Owners of the source's assets, as Dagster shows them (``team:search``, an e-mail)."""
 
     def version(self, key: str) -> IndexVersion[Any]:
         """The version a partition or a job's config names (a partition left over from a version

@@ -415,10 +415,7 @@ class OpenSearchSink:
         document than building the request. Items come back in the order they were sent.
         """
         try:
-            response = self.client.bulk(
-                body=b"".join(_encode(a) if line is None else line for a, line in chunk),
-                filter_path=BULK_ITEM_FIELDS,
-            )
+            response = self.client.bulk(body=request_body(chunk), filter_path=BULK_ITEM_FIELDS)
         except TransportError as exc:
             if exc.status_code != 413:
                 raise
@@ -462,6 +459,11 @@ def _encode(action: Action) -> bytes:
         line += b',"version":%d,"version_type":"external_gte"' % action.external_version
     line += b"}}\n"
     return line if action.body is None else b"".join((line, action.body, b"\n"))
+
+
+def request_body(chunk: Sequence[tuple[Action, bytes | None]]) -> bytes:
+    """One ``_bulk`` request's body: the chunk's lines, an oversized document's built now."""
+    return b"".join(_encode(a) if line is None else line for a, line in chunk)
 
 
 def _body_size(action: Action) -> int:

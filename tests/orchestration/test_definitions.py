@@ -6,7 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from dagster import DefaultScheduleStatus, DefaultSensorStatus, Definitions, OpExecutionContext, job, op
+from dagster import (
+    AssetKey,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    Definitions,
+    OpExecutionContext,
+    job,
+    op,
+)
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from catalogue.source import CATALOGUE
@@ -44,7 +52,19 @@ def test_every_object_is_named_after_its_source() -> None:
         for step in ("sync", "validate", "cut_over", "retire", "replay", "reconcile", "change_tracking")
     }
     assert {s.name for s in repo.sensor_defs} == {"catalogue_migration_planner"}
-    assert {s.name for s in repo.schedule_defs} == {"catalogue_freshness", "catalogue_reconcile_nightly"}
+    assert {s.name for s in repo.schedule_defs} == {
+        "catalogue_freshness",
+        "catalogue_reconcile_nightly",
+        "catalogue_observe_source",
+    }
+    # every job, schedule and sensor says what it is for, in the UI
+    jobs = [j for j in repo.get_all_jobs() if not j.name.startswith("__")]  # Dagster's implicit one
+    for job_def in jobs:
+        assert job_def.description, job_def.name
+    for schedule in repo.schedule_defs:
+        assert schedule.description, schedule.name
+    for sensor in repo.sensor_defs:
+        assert sensor.description, sensor.name
     index = repo.asset_graph.get(
         next(k for k in repo.asset_graph.get_all_asset_keys() if k.path == ["catalogue_index"])
     )
@@ -109,6 +129,8 @@ _NOT_DEFAULT = {
     "ETL_FOLLOW_S": "4.5",
     "ETL_SCHEDULE_CRON": "*/7 * * * *",
     "ETL_RECONCILE_CRON": "15 4 * * *",
+    "ETL_OBSERVE_CRON": "*/11 * * * *",
+    "ETL_OWNERS": "team:search, ops@example.com",
     "ETL_AUTOMATION": "off",
     "ETL_MAX_DEAD_LETTERS": "5",
     "ETL_MAX_LAG_ROWS": "6",
@@ -162,7 +184,12 @@ def test_every_declared_setting_reaches_a_dagster_run(monkeypatch: pytest.Monkey
     freshness = defs.resolve_schedule_def("catalogue_freshness")
     nightly = defs.resolve_schedule_def("catalogue_reconcile_nightly")
     planner = defs.resolve_sensor_def("catalogue_migration_planner")
+    observe = defs.resolve_schedule_def("catalogue_observe_source")
     assert (freshness.cron_schedule, nightly.cron_schedule) == ("*/7 * * * *", "15 4 * * *")
+    assert observe.cron_schedule == "*/11 * * * *"
+    graph = defs.resolve_asset_graph()
+    for key in ("catalogue_index", "catalogue_source"):
+        assert graph.get(AssetKey(key)).owners == ["team:search", "ops@example.com"]
     assert freshness.default_status is DefaultScheduleStatus.STOPPED
     assert planner.default_status is DefaultSensorStatus.STOPPED
     assert "`staging-products`" in (defs.resolve_job_def("catalogue_cut_over").description or "")

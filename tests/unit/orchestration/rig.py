@@ -67,6 +67,7 @@ def build(services: FakeServices, versions: Sequence[IndexVersion[Any]] = VERSIO
         cron="* * * * *",
         automation=True,
         thresholds=Thresholds(),
+        owners=["team:search"],
     )
 
 

@@ -5,8 +5,7 @@ the fake engine: what a run writes (documents, cursors in the state store) and w
 
 from __future__ import annotations
 
-from dagster import AssetKey, SourceAsset
-from dagster._core.definitions.observe import observe  # dagster exports no public ``observe``
+from dagster import AssetKey
 
 from etl_core.model.cursor import Cursor
 from tests.unit.fakes import at
@@ -61,14 +60,22 @@ def test_a_row_the_transform_refuses_is_a_dead_letter_and_the_rest_index(rig: Ri
     assert (shown["docs_indexed"], shown["dead_letters"], shown["open_dead_letters"]) == (5, 1, 1)
 
 
-def test_the_source_asset_observes_the_row_count_and_the_newest_change(rig: Rig) -> None:
-    (source,) = [a for a in rig.defs.assets or [] if isinstance(a, SourceAsset)]
-    assert source.key == AssetKey("items_source")
+def test_the_source_is_observed_with_its_head_and_what_waits(rig: Rig) -> None:
+    """The ``items_observe`` job (its schedule's target): the head, the committed changes
+    waiting for the slowest version, and no made-up age while a version has not begun."""
+    node = rig.defs.resolve_asset_graph().get(AssetKey("items_source"))
+    assert node.kinds == {"postgres"} and node.owners == ["team:search"]
 
-    result = observe([source], instance=rig.instance, resources={"sync_services": rig.services})
+    def observed() -> dict[str, object]:
+        result = rig.defs.resolve_job_def("items_observe").execute_in_process(instance=rig.instance)
+        assert result.success
+        (event,) = result.get_asset_observation_events()
+        return {k: v.value for k, v in event.asset_observation_data.asset_observation.metadata.items()}
 
-    (observation,) = [
-        e.asset_observation_data.asset_observation for e in result.get_asset_observation_events()
-    ]
-    assert observation.metadata["rows"].value == 6
-    assert observation.metadata["head"].value == HEAD.describe()
+    rig.synced("v1")
+    first = observed()
+    assert first["head"] == HEAD.describe() and first["versions"] == "v1,v2"
+    assert first["waiting_rows"] == 6  # v2 has read nothing
+    assert first["oldest_waiting_age_s"] is None  # v2 has not begun: no age to give
+    rig.synced("v2")
+    assert observed()["waiting_rows"] == 0
