@@ -80,13 +80,12 @@ def call_with_retry(
 
 # What a server says when it refuses a connection for good: retrying cannot help, and the
 # user needs the cause, not "could not be reached". (psycopg gives no SQLSTATE for these.)
-_REFUSALS = (
+_REFUSALS = (  # the first marker a line holds decides: the specific ones come first
     ("password authentication failed", "check the user and password in {variable}"),
     ("no pg_hba.conf entry", "the server's pg_hba.conf does not let this host and user in (ask its DBA)"),
+    ("permission denied for database", "GRANT CONNECT ON DATABASE to the user of {variable}"),
     ("database", "check the database name in {variable}, or create the database"),
     ("role", "check the user in {variable}"),
-    ("permission denied for database", "GRANT CONNECT ON DATABASE to the user of {variable}"),
-    ("too many connections", "the server's max_connections is reached; retry later or raise it"),
 )
 
 
@@ -100,9 +99,9 @@ def connection_refusal(exc: BaseException) -> str | None:
     if "FATAL:" not in text:
         return None
     line = text.split("FATAL:", 1)[1].strip().splitlines()[0].strip()
-    if "too many connections" in line:
-        return None  # that one passes: retried like an outage
-    if "does not exist" in line or any(m in line for m, _ in _REFUSALS if m not in ("database", "role")):
+    # "too many connections", "the database system is starting up / shutting down / in recovery":
+    # they pass, so they are retried like an outage
+    if "does not exist" in line or any(m in line for m, _ in _REFUSALS[:3]):
         return line
     return None
 
