@@ -51,11 +51,11 @@ def test_every_object_is_named_after_its_source() -> None:
         f"catalogue_{step}"
         for step in ("sync", "validate", "cut_over", "retire", "replay", "reconcile", "change_tracking")
     }
-    assert {s.name for s in repo.sensor_defs} == {"catalogue_migration_planner"}
+    assert {s.name for s in repo.sensor_defs} == {"catalogue_migration_planner", "forum_migration_planner"}
     assert {s.name for s in repo.schedule_defs} == {
-        "catalogue_freshness",
-        "catalogue_reconcile_nightly",
-        "catalogue_observe_source",
+        f"{source}_{schedule}"
+        for source in ("catalogue", "forum")
+        for schedule in ("freshness", "reconcile_nightly", "observe_source")
     }
     # every job, schedule and sensor says what it is for, in the UI
     jobs = [j for j in repo.get_all_jobs() if not j.name.startswith("__")]  # Dagster's implicit one

@@ -24,6 +24,8 @@ from sqlalchemy import Engine, text
 from catalogue.generate import create_schema, generate
 from etl_core.settings import Settings, make_engine
 from etl_core.write.sink import make_client
+from forum.generate import create_schema as create_forum
+from forum.generate import generate as generate_forum
 from tests.conftest import ROOT
 
 PORT = 3355
@@ -113,6 +115,8 @@ def dagster_dev(
     engine = make_engine(source_url)
     create_schema(engine)
     generate(engine, rows=15_000, seed=21)
+    create_forum(engine)  # the default code location serves the forum too
+    generate_forum(engine, posts=200)
     engine.dispose()
 
     home = tmp_path_factory.mktemp("dagster_home")
