@@ -8,9 +8,9 @@ How, in one process, on a database and an index prefix of its own (both removed 
 
 1. A fresh database ``bench_fresh_<hex>`` with the demo schema and its generated tracking,
    ``--rows`` generated products (one in ten moved to brand 1, so that brand has many
-   products). A first ``Connections.sync`` builds ``v1`` under the prefix and the alias
+   products). A first ``Operations.sync`` builds ``v1`` under the prefix and the alias
    ``<prefix>_read`` is pointed at it.
-2. **Latency.** A follower thread runs ``Connections.follow`` for the whole measurement. A writer
+2. **Latency.** A follower thread runs ``Operations.follow`` for the whole measurement. A writer
    commits, at ``--rate`` per second for ``--seconds``, single-row updates of distinct products,
    each setting a unique marker as the product's ``name`` (indexed by v1 as ``name.raw``) and
    noting ``time.monotonic()`` right after its commit. A prober asks OpenSearch every 20 ms,
@@ -76,7 +76,7 @@ CATCH_UP_S = 15.0  # budget, after the writer stops, for the last markers to sho
 RENAME_S = 15.0  # budget for the renamed brand to reach every child document
 SETTLE_S = 11.0  # PostgreSQL 15 may hold a busy backend's counts up to 10 s (PGSTAT_IDLE_INTERVAL)
 FOLLOW_TAIL_S = 1.0  # the idle window ends this long before the follower's deadline
-FOLLOW_IDLE_S = 30.0  # Connections.follow's default safety poll
+FOLLOW_IDLE_S = 30.0  # Operations.follow's default safety poll
 OVERHEAD_ROWS = 10_000
 UNTRACKED = "products_untracked"
 

@@ -82,11 +82,15 @@ def call_with_retry(
 # user needs the cause, not "could not be reached". (psycopg gives no SQLSTATE for these.)
 _REFUSALS = (  # the first marker a line holds decides: the specific ones come first
     ("password authentication failed", "check the user and password in {variable}"),
-    ("no pg_hba.conf entry", "the server's pg_hba.conf does not let this host and user in (ask its DBA)"),
+    ("no password supplied", "put the password in {variable}"),
+    ("authentication failed", "check the user and the credentials (certificate, ident) in {variable}"),
+    ("pg_hba.conf", "the server's pg_hba.conf does not let this host and user in (ask its DBA)"),
+    ("is not permitted to log in", "the user of {variable} may not log in (ALTER ROLE … LOGIN)"),
     ("permission denied for database", "GRANT CONNECT ON DATABASE to the user of {variable}"),
     ("database", "check the database name in {variable}, or create the database"),
     ("role", "check the user in {variable}"),
 )
+_FOR_GOOD = 6  # the markers above that are refusals whatever follows ("does not exist" is too)
 
 
 def connection_refusal(exc: BaseException) -> str | None:
@@ -96,12 +100,14 @@ def connection_refusal(exc: BaseException) -> str | None:
     if not isinstance(exc, OperationalError):
         return None
     text = str(exc.orig)
+    if "no password supplied" in text:  # libpq's own, before any server line
+        return "no password supplied"
     if "FATAL:" not in text:
         return None
     line = text.split("FATAL:", 1)[1].strip().splitlines()[0].strip()
     # "too many connections", "the database system is starting up / shutting down / in recovery":
     # they pass, so they are retried like an outage
-    if "does not exist" in line or any(m in line for m, _ in _REFUSALS[:3]):
+    if "does not exist" in line or any(m in line for m, _ in _REFUSALS[:_FOR_GOOD]):
         return line
     return None
 

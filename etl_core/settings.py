@@ -290,10 +290,14 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"Settings(source={self.source_url.render_as_string(hide_password=True)}, "
-            f"state={self.state_url.render_as_string(hide_password=True)}, "
+            f"Settings(source={_shown(self.source_url)}, state={_shown(self.state_url)}, "
             f"opensearch={self.opensearch_url}, page_size={self.page_size})"
         )
+
+
+def _shown(url: URL) -> str:
+    """A URL as it may be shown: no password, and no query (libpq takes ``?password=`` too)."""
+    return url.set(query={}).render_as_string(hide_password=True)
 
 
 def make_engine(url: URL, **kwargs: object) -> Engine:

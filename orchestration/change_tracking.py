@@ -38,7 +38,10 @@ def build_tracking_job(spec: SourceSpec) -> JobDefinition:
             settings = spec.engine(context.resources).settings()
             engine = make_engine(settings.tracking_url or settings.source_url)
             try:
-                outcome = tracking_action(source, engine, config.action, force=config.force)
+                variable = "TRACKING_DATABASE_URL" if settings.tracking_url else "SOURCE_DATABASE_URL"
+                outcome = tracking_action(
+                    source, engine, config.action, force=config.force, variable=variable
+                )
             except (TrackingInUse, ConfigError, SourceUnavailable) as exc:
                 raise Failure(str(exc)) from None
             finally:

@@ -19,6 +19,7 @@ from dagster import AssetKey, AssetObservation, AssetRecordsFilter, DagsterInsta
 from etl_core.logs import event
 from etl_core.model.cursor import Position, merge, position_from_json
 from etl_core.model.protocols import CursorStore
+from etl_core.state.stores import PostgresCursorStore
 from orchestration.metadata import CURSOR_KEY
 
 _OBSERVATIONS_PAGE = 20
@@ -55,14 +56,15 @@ def read_cursor(instance: DagsterInstance, asset_key: AssetKey, version: str) ->
 
 
 def import_cursors(
-    instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str], state: CursorStore
+    instance: DagsterInstance, asset_key: AssetKey, versions: Iterable[str], state: PostgresCursorStore
 ) -> dict[str, Position]:
-    """The one-off import: each version without a state cursor whose partition's metadata holds
-    one gets it saved to the state table (a monotonic merge). What was imported; once a version
-    has a state row, this reads nothing from the event log for it again."""
-    wanted = list(versions)
-    missing = [v for v, c in state.load(wanted).items() if c is None]
-    found = {v: c for v in missing if (c := read_cursor(instance, asset_key, v)) is not None}
+    """The one-off import, for a deployment whose cursors exist only as metadata: when the state
+    table holds no cursor of this source at all, each version whose partition's metadata holds
+    one gets it saved there. Once any cursor is in the table this reads nothing, so a version an
+    operator rebuilds by deleting its cursor row is not handed its old cursor back."""
+    if state.versions():
+        return {}
+    found = {v: c for v in versions if (c := read_cursor(instance, asset_key, v)) is not None}
     if found:
         state.save(found)
         event("cursors_imported_from_dagster", versions=sorted(found))

@@ -73,7 +73,7 @@ class SyncResult:
     duration_s: float = 0.0
     truncated: tuple[str, ...] = ()
     """Tracked tables a delivered TRUNCATE emptied: the versions need a reconciliation, which
-    :meth:`etl_core.operations.connect.Connections.sync` runs at once."""
+    :meth:`etl_core.operations.steps.Operations.sync` runs at once."""
 
     def report(self) -> dict[str, Any]:
         """Plain values, for a command's output or a log line."""

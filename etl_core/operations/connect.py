@@ -91,7 +91,8 @@ class Connections:
         """Where this source's state lives (no password): ``status`` says it, so a user can see
         that the command line and Dagster read the same cursors."""
         return {
-            "database": self.state_engine.url.render_as_string(hide_password=True),
+            # the query is left out too: libpq takes ?password=… there, which rendering keeps
+            "database": self.state_engine.url.set(query={}).render_as_string(hide_password=True),
             "schema": self.settings.state_schema,
             "scope": self.scope,
         }

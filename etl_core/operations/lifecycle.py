@@ -70,11 +70,21 @@ class MigrationRecords:
         stmt = select(t.c.version, t.c.retired_at)
         return {v: at for v, at in self.state.call("reading retirements", lambda: self._rows(stmt))}
 
-    def add_retirement(self, version: IndexVersion[Any], delete_after: datetime) -> None:
+    def add_retirement(self, version: IndexVersion[Any], delete_after: datetime) -> datetime:
+        """Record the retirement (a second one changes nothing); when the index is deleted, as
+        recorded: a repeated ``retire`` reports the first one's date, the one that counts."""
         t = self.state.retirements
         stmt = insert(t).values(version=version.key, index_name=version.index, delete_after=delete_after)
         upsert = stmt.on_conflict_do_nothing(index_elements=[t.c.version])
-        self.state.call("recording a retirement", lambda: self._write(upsert))
+        read = select(t.c.delete_after).where(t.c.version == version.key)
+
+        def record() -> datetime:
+            with self.state.engine.begin() as conn:
+                conn.execute(upsert)
+                found: datetime = conn.execute(read).scalar_one()
+                return found
+
+        return self.state.call("recording a retirement", record)
 
     def expired(self) -> list[tuple[str, str]]:
         """(version, index) of retirements past their grace period whose index still exists."""
@@ -124,8 +134,7 @@ def retire(
             f"version {version.key!r} is live behind alias {alias!r}; cut over to another "
             "version before retiring it"
         )
-    delete_after = datetime.now(UTC) + grace
-    records.add_retirement(version, delete_after)
+    delete_after = records.add_retirement(version, datetime.now(UTC) + grace)
     event("retired", version=version.key, index=version.index, delete_after=delete_after.isoformat())
     return delete_after
 

@@ -17,7 +17,8 @@ record what it returns. So the rules cannot differ between the two doors:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,17 +75,9 @@ class Operations:
         version named explicitly is refused, with the date it was retired."""
         picked = pick(self.versions, only)
         retired = self.records.retirements()
-        named = [v.key for v in picked if only and (v.key in retired or v.retired)]
+        named = [v for v in picked if only and (v.key in retired or v.retired)]
         if named:
-            since = ", ".join(
-                f"{k} is retired (since {retired[k].isoformat(timespec='seconds')})"
-                if k in retired
-                else f"{k} is retired (in code: IndexVersion(retired=True))"
-                for k in named
-            )
-            raise VersionRetired(
-                f"{since}; it is no longer synced. Not retired: {self._not_retired(retired)}"
-            )
+            raise self._retired(named, retired)
         return [v for v in picked if v.key not in retired and not v.retired]
 
     def version(self, key: str) -> IndexVersion[Any]:
@@ -98,14 +91,40 @@ class Operations:
         (found,) = self.chosen([key])
         return found
 
-    def _not_retired(self, retired: dict[str, datetime]) -> list[str]:
-        return [v.key for v in self.versions if v.key not in retired and not v.retired]
+    def _retired(self, gone: Sequence[IndexVersion[Any]], retired: dict[str, datetime]) -> VersionRetired:
+        since = ", ".join(
+            f"{v.key} is retired (since {retired[v.key].isoformat(timespec='seconds')})"
+            if v.key in retired
+            else f"{v.key} is retired (in code: IndexVersion(retired=True))"
+            for v in gone
+        )
+        left = [v.key for v in self.versions if v.key not in retired and not v.retired]
+        return VersionRetired(f"{since}; it is no longer synced. Not retired: {left}")
 
     # --- writing documents: each holds the lane lock of what it writes ---
 
+    @contextmanager
+    def _writing(
+        self, versions: Sequence[IndexVersion[Any]], also_locked: Sequence[IndexVersion[Any]] = ()
+    ) -> Iterator[None]:
+        """The lane lock of ``versions`` (and ``also_locked``), then — under it, so a retirement
+        that landed meanwhile counts — the refusal of a retired one: a run queued before a
+        retirement, or a partition left over, must not write (or re-create) its index. No
+        versions at all is refused too: a sync of none would walk the source for nothing."""
+        if not versions:
+            raise ConfigError(
+                f"source {self.source.name!r}: no version to write (every declared one is retired?)"
+            )
+        with self.conns.lanes.hold([*versions, *also_locked]):
+            retired = self.records.retirements()
+            gone = [v for v in versions if v.key in retired or v.retired]
+            if gone:
+                raise self._retired(gone, retired)
+            yield
+
     def sync(self, versions: Sequence[IndexVersion[Any]], **kwargs: Any) -> SyncResult:
         """:func:`etl_core.sync` as the versions' only writer; any argument may be overridden."""
-        with self.conns.lanes.hold(versions):
+        with self._writing(versions):
             return self._sync(versions, **kwargs)
 
     def _sync(self, versions: Sequence[IndexVersion[Any]], **kwargs: Any) -> SyncResult:
@@ -159,7 +178,7 @@ class Operations:
             return extractor.pending(lowest([t.cursor for t in result.versions.values()]))
 
         try:
-            with self.conns.lanes.hold(versions):
+            with self._writing(versions):
                 return follow(
                     lambda: self._sync(versions, extractor=extractor, **kwargs),
                     listener,
@@ -175,7 +194,11 @@ class Operations:
     def cut_over(self, key: str) -> list[str]:
         """Point the read alias at a validated version; the indices it named before."""
         version = self.active(key)
-        with self.conns.lanes.hold([version]):
+        # the version behind the alias now is locked too: no sync of it may still be writing
+        # when readers move away from it (or back to it, for a rollback)
+        live = set(self.conns.sink.alias_targets(self.alias))
+        behind = [v for v in self.versions if v.index in live and v.key != version.key]
+        with self._writing([version], also_locked=behind):
             return cut_over(self.records, version, self.alias, self.conns.sink)
 
     def retire(self, key: str, grace: timedelta) -> datetime:
@@ -186,7 +209,7 @@ class Operations:
 
     def replay(self, only: Sequence[str] = ()) -> dict[str, ReplayResult]:
         chosen = self.chosen(only)
-        with self.conns.lanes.hold(chosen):
+        with self._writing(chosen):
             return replay_dead_letters(
                 chosen,
                 extractor=self.conns.extractor(self.source),
@@ -198,7 +221,7 @@ class Operations:
         """Each version's drift (repaired unless ``repair`` is false) and, when repairing, the
         indices of retired versions past their grace period, deleted."""
         chosen = self.chosen(only)
-        with self.conns.lanes.hold(chosen):  # repairs overwrite: no sync may write meanwhile
+        with self._writing(chosen):  # repairs overwrite: no sync may write meanwhile
             drifts = reconcile(
                 chosen,
                 self.conns.extractor(self.source),
@@ -212,9 +235,13 @@ class Operations:
     # --- reading and recording ---
 
     def trim(self) -> int:
-        """Delete the change-log entries every declared version that is not retired has been
-        delivered; how many. Both doors trim after every sync and follow."""
-        active = [v.key for v in self.chosen()]
+        """Delete the change-log entries that every version not retired has been delivered; how
+        many. Every version means the declared ones *and* every one with a cursor in the state
+        table: a command line run with a shorter ``--versions`` list (or an old release beside a
+        new one) must not delete what another door's version has not read yet."""
+        retired = self.records.retired()
+        keys = {v.key for v in self.versions if not v.retired} | set(self.conns.cursors.versions())
+        active = sorted(k for k in keys if k not in retired)
         cursors = self.conns.cursors.load(active)
         return self.conns.extractor(self.source).trim([cursors[k] for k in active])
 

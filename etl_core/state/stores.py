@@ -242,6 +242,14 @@ class PostgresCursorStore:
     def __init__(self, state: StateSchema) -> None:
         self.state = state
 
+    def versions(self) -> list[str]:
+        """Every version that has a cursor (of either kind)."""
+        by_time, by_log = self.state.cursors, self.state.log_cursors
+        stmt = select(by_time.c.version).union(select(by_log.c.version))
+        return sorted(
+            r[0] for r in self.state.call("listing cursors", lambda: _rows(self.state.engine, stmt))
+        )
+
     def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         wanted = list(versions)
         by_time, by_log = self.state.cursors, self.state.log_cursors

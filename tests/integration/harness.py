@@ -66,7 +66,7 @@ class Harness:
         kw.setdefault("sink", self.sink)
         kw.setdefault("dead_letters", self.dead_letters)
         kw.setdefault("cursors", self.cursors)
-        with self.lanes.hold(versions):  # the one writer of these versions, as Connections.sync
+        with self.lanes.hold(versions):  # the one writer of these versions, as Operations.sync
             return sync(versions, exclusive=True, **kw)
 
     def source_records(self) -> Iterator[Product]:

@@ -77,7 +77,7 @@ def connections(h: Harness, settings: Settings) -> Connections:
 
 
 class Follower(threading.Thread):
-    """``Connections.follow`` in a thread, with its own connections; keeps the result or error."""
+    """``Operations.follow`` in a thread, with its own connections; keeps the result or error."""
 
     def __init__(self, h: Harness, settings: Settings, versions: Sequence[Any], **kwargs: Any) -> None:
         super().__init__(daemon=True)
@@ -555,6 +555,29 @@ def test_the_command_line_syncs_then_trims_what_every_version_has_read(h: Harnes
     synced = report(cli(["sync"], env, log), log)
     assert synced["log_trimmed"] == before and log_size(h) == 0  # the sync trims, as Dagster's does
     assert report(cli(["trim"], env, log), log)["trimmed"] == 0  # nothing left for the command
+    assert_exact_parity(h, versions)
+
+
+def test_a_trim_with_a_shorter_declaration_keeps_what_another_version_has_not_read(
+    h: Harness, settings: Settings
+) -> None:
+    """A command line run with ``--versions`` naming v1 alone (or an old release beside a new
+    one): its trim must not delete what v2 and v3, synced by another door, have not read yet."""
+    generate(h.source_engine, rows=120, seed=88)
+    versions = prefixed(h.prefix)
+    h.sync(versions)
+    conns = connections(h, settings)
+    try:
+        narrow = Operations(conns, CATALOGUE, versions[:1])
+        narrow.trim()  # what the generation logged, read by all
+        assert log_size(h) == 0
+        execute(h, "UPDATE products SET stock = stock + 1 WHERE id <= 10")
+        h.sync(versions[:1])  # only v1 reads the change
+        assert narrow.trim() == 0 and log_size(h) == 1  # v2 and v3 have cursors, and lag
+        h.sync(versions)
+        assert narrow.trim() > 0 and log_size(h) == 0  # read by all: gone
+    finally:
+        conns.close()
     assert_exact_parity(h, versions)
 
 

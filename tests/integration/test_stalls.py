@@ -259,7 +259,7 @@ def test_the_log_upkeep_is_reported_and_warns_past_its_threshold(h: Harness) -> 
 
 def test_a_truncate_is_captured_and_the_lane_reconciled_at_once(h: Harness, settings: Settings) -> None:
     """TRUNCATE names no key: the batch that delivers it tells the sync, and the command line's
-    and Dagster's sync (``Connections.sync``) reconcile the lane at once, still holding its lock."""
+    and Dagster's sync (``Operations.sync``) reconcile the lane at once, still holding its lock."""
     generate(h.source_engine, rows=300, seed=97)
     conns = connections(h, settings)
     try:

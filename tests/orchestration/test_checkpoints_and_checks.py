@@ -48,6 +48,12 @@ def test_a_cursor_only_in_metadata_is_imported_once_into_the_state_table(project
     project.sensor_tick()  # the planner reads cursors: from the state table, after the import
     assert h.cursors.load(["v1", "v2"]) == {"v1": checkpoint, "v2": None}
     assert import_cursors(project.instance, INDEX, ["v1", "v2"], h.cursors) == {}  # once only
+    # an operator rebuilds v1 by deleting its cursor row: it is not handed its old cursor back
+    h.cursors.save({"v2": checkpoint})
+    with h.state_engine.begin() as conn:
+        conn.execute(h.state.log_cursors.delete().where(h.state.log_cursors.c.version == "v1"))
+    project.sensor_tick()
+    assert h.cursors.load(["v1", "v2"]) == {"v1": None, "v2": checkpoint}
 
 
 def test_one_validation_check_alone_yields_that_check_alone(project: Project) -> None:

@@ -37,6 +37,9 @@ class MemoryCursorStore:
     def load(self, versions: Iterable[str]) -> dict[str, Position | None]:
         return {v: self.cursors.get(v) for v in versions}
 
+    def versions(self) -> list[str]:
+        return sorted(self.cursors)
+
     def save(self, cursors: Mapping[str, Position]) -> None:
         self.saves.append(dict(cursors))
         for k, c in cursors.items():
@@ -306,12 +309,12 @@ class MemoryRecords:
     def retirements(self) -> dict[str, datetime]:
         return dict(self.retired_at)
 
-    def add_retirement(self, version: IndexVersion[Any], delete_after: datetime) -> None:
-        if version.key in self.retired_at:
-            return  # as the table's ON CONFLICT DO NOTHING
-        self.retired_at[version.key] = datetime.now(UTC)
-        self.indices[version.key] = version.index
-        self.delete_after[version.key] = delete_after
+    def add_retirement(self, version: IndexVersion[Any], delete_after: datetime) -> datetime:
+        if version.key not in self.retired_at:  # as the table's ON CONFLICT DO NOTHING
+            self.retired_at[version.key] = datetime.now(UTC)
+            self.indices[version.key] = version.index
+            self.delete_after[version.key] = delete_after
+        return self.delete_after[version.key]
 
     def expired(self) -> list[tuple[str, str]]:
         now = datetime.now(UTC)

@@ -86,6 +86,11 @@ def test_settings_name_the_missing_variable_and_never_show_the_password() -> Non
     assert s.source_url.drivername == "postgresql+psycopg"
     assert "s3cret" not in repr(s) and "s3cret" not in str(s)
     assert "s3cret" not in repr(Declared.read({"SOURCE_DATABASE_URL": "postgresql://u:s3cret@h/db"}))
+    # libpq also takes the password as a query parameter: never shown either
+    in_query = Settings.from_env(
+        {"OPENSEARCH_URL": "http://h:9200", "SOURCE_DATABASE_URL": "postgresql://u@h/db?password=q-s3cret"}
+    )
+    assert "q-s3cret" not in repr(in_query)
 
 
 def test_writes_in_flight_are_a_whole_number_of_at_least_one() -> None:

@@ -43,6 +43,9 @@ def test_an_outage_is_retried(server: str) -> None:
             "GRANT CONNECT ON DATABASE to the user of STATE_DATABASE_URL",
         ),
         ('no pg_hba.conf entry for host "10.0.0.9", user "etl", database "shop"', "pg_hba.conf does not let"),
+        ('pg_hba.conf rejects connection for host "10.0.0.9", user "etl"', "pg_hba.conf does not let"),
+        ('role "etl" is not permitted to log in', "may not log in"),
+        ('certificate authentication failed for user "etl"', "the credentials (certificate, ident)"),
     ],
 )
 def test_a_refusal_fails_at_once_naming_the_variable_and_the_fix(server: str, fix: str) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from dagster import RunRequest
 
+from orchestration.partitions import lane_tags
 from tests.unit.fakes import at
 from tests.unit.models import version
 from tests.unit.orchestration.rig import ALIAS, Rig
@@ -149,3 +151,30 @@ def test_reconcile_deletes_the_index_of_a_version_retired_past_its_grace(rig: Ri
     assert "items_v2" not in rig.world.sink.docs
     assert rig.world.records.deleted == {"v2"}
     assert "items_v1" in rig.world.sink.docs  # a version not retired keeps its index
+
+
+def test_a_cut_over_waits_for_the_writer_of_the_version_readers_leave(validated: Rig) -> None:
+    """Readers move from v1 to v2: a sync still writing v1 must have ended (its lock is taken
+    too), or a rollback to v1 would find it half-written."""
+    rig = validated
+    assert rig.run_job("cut_over", version="v1").success
+    rig.sync("v2")
+    rig.validate("v2")
+    with rig.world.lanes.hold([version("v1")]):  # v1, the live one, is being written
+        refused = rig.run_job("cut_over", version="v2")
+        assert not refused.success and BUSY in rig.failure(refused)
+        assert rig.world.sink.alias_targets(ALIAS) == ["items_v1"]
+    assert rig.run_job("cut_over", version="v2").success
+
+
+def test_a_run_queued_before_a_retirement_writes_nothing(rig: Rig) -> None:
+    """The partition is left over and a run was queued before the retirement: under the lane
+    lock the sync finds the version retired and refuses, so its index is not written again."""
+    rig.sync("v1")
+    written = dict(rig.world.sink.docs["items_v1"])
+    rig.world.records.add_retirement(version("v1"), datetime.now(UTC))
+    rig.world.table.append((99, "late", 1, at(9), None))
+    request = RunRequest(tags=lane_tags("items", ["v1"]), run_config={"ops": {"items_index": {"config": {}}}})
+    refused = rig.execute(request)
+    assert not refused.success and "v1 is retired (since" in rig.failure(refused)
+    assert rig.world.sink.docs["items_v1"] == written
