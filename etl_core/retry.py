@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -97,9 +98,12 @@ def connection_refusal(exc: BaseException) -> str | None:
     """The server's own line when it refused the connection for good (a wrong password, a
     database or user that does not exist, pg_hba.conf), else None. Never the connection string:
     only what follows the server's ``FATAL:``."""
-    if not isinstance(exc, OperationalError):
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig)
+    elif isinstance(exc, psycopg.OperationalError):  # a raw connection (the follower's LISTEN)
+        text = str(exc)
+    else:
         return None
-    text = str(exc.orig)
     if "no password supplied" in text:  # libpq's own, before any server line
         return "no password supplied"
     if "FATAL:" not in text:

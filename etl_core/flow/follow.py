@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL
 from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.flow.pipeline import SyncResult
 from etl_core.logs import event
+from etl_core.retry import DEFAULT_BACKOFF, Backoff, call_with_retry, connection_refusal, refused_connection
 
 # What a dropped connection raises: the server went away (Operational), or psycopg already knows
 # the connection is closed (Interface).
@@ -38,25 +39,44 @@ _DROPPED = (psycopg.OperationalError, psycopg.InterfaceError)
 class Listener:
     """A dedicated autocommit connection that ``LISTEN``s on one channel."""
 
-    def __init__(self, url: URL, channel: str) -> None:
+    def __init__(self, url: URL, channel: str, backoff: Backoff = DEFAULT_BACKOFF) -> None:
         self.url = url
         self.channel = channel
+        self.backoff = backoff
         self.reconnects = 0
         self._connect()
 
     def _connect(self) -> None:
+        """Connect and LISTEN, with the one retry policy: a server restarting ("the database
+        system is starting up") is waited for as any outage is, so a follower survives a short
+        restart; a connection refused for good fails at once, naming the cause."""
         url, channel = self.url, self.channel
+        params: dict[str, Any] = {k: v for k, v in url.query.items() if isinstance(v, str)}
+        params.update(
+            host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+        )
+        conninfo = make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+        def once() -> psycopg.Connection[Any]:
+            conn = psycopg.connect(conninfo)
+            conn.autocommit = True
+            conn.execute(f'LISTEN "{channel}"')
+            return conn
+
+        def outage(exc: BaseException) -> bool:
+            return isinstance(exc, psycopg.OperationalError) and connection_refusal(exc) is None
+
         try:
-            params: dict[str, Any] = {k: v for k, v in url.query.items() if isinstance(v, str)}
-            params.update(
-                host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+            self.conn = call_with_retry(
+                once, retry_on=outage, backoff=self.backoff, log_as="listen_retry", what=f"LISTEN {channel}"
             )
-            self.conn = psycopg.connect(make_conninfo(**{k: v for k, v in params.items() if v is not None}))
-            self.conn.autocommit = True
-            self.conn.execute(f'LISTEN "{channel}"')
         except psycopg.OperationalError as exc:
+            refused = refused_connection(exc, "SOURCE_DATABASE_URL")
+            if refused is not None:
+                raise refused from None
             raise SourceUnavailable(
-                f"could not LISTEN on {channel!r}: {type(exc).__name__}. Check SOURCE_DATABASE_URL"
+                f"could not LISTEN on {channel!r} after {self.backoff.attempts} attempts: "
+                f"{type(exc).__name__}. Check that the server is up and SOURCE_DATABASE_URL points at it"
             ) from None
         except psycopg.Error as exc:
             raise SourceRefused(

@@ -172,7 +172,7 @@ class Operations:
                 f"source {self.source.name!r} has no tracking to follow; declare tracking=Tracking(...)"
             )
         extractor = kwargs.pop("extractor", None) or self.conns.extractor(self.source)
-        listener = Listener(self.conns.source_engine.url, self.source.tracking.channel)
+        listener = Listener(self.conns.source_engine.url, self.source.tracking.channel, self.conns.backoff)
 
         def pending(result: SyncResult) -> bool:
             return extractor.pending(lowest([t.cursor for t in result.versions.values()]))
