@@ -23,12 +23,20 @@ class Names:
 
     source: str
     partitions: DynamicPartitionsDefinition = field(init=False, compare=False)
+    pool_name: str | None = None
+    """The pool the source's runs hold, when not its own ``<source>_sync`` (sources that name one
+    pool never sync at once)."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.source):
             raise ConfigError(
                 f"source name {self.source!r} names Dagster objects and must be letters, digits "
                 "and underscores, starting with a letter (e.g. 'catalogue')"
+            )
+        if self.pool_name is not None and not _NAME.match(self.pool_name):
+            raise ConfigError(
+                f"pool {self.pool_name!r} of source {self.source!r} must be letters, digits and "
+                "underscores, starting with a letter (e.g. 'shop_db')"
             )
         object.__setattr__(self, "partitions", DynamicPartitionsDefinition(name=self.partitions_name))
 
@@ -56,7 +64,7 @@ class Names:
     @property
     def pool(self) -> str:
         """One run at a time per source (``dagster.yaml``: every pool's default limit is 1)."""
-        return f"{self.source}_sync"
+        return self.pool_name or f"{self.source}_sync"
 
     @property
     def checks(self) -> str:

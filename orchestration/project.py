@@ -68,6 +68,8 @@ def build_definitions(
     backfill_executor: ExecutorDefinition | None = None,
     backfill_shards: int | None = None,
     owners: Sequence[str] | None = None,
+    follow_s: float | None = None,
+    pool: str | None = None,
 ) -> Definitions:
     """Fails at load, before any run, when versions clash or need columns the source lacks.
 
@@ -83,7 +85,11 @@ def build_definitions(
     them on in the UI); ``ETL_MAX_DEAD_LETTERS``, ``ETL_MAX_LAG_ROWS``, ``ETL_MAX_LAG_S``
     (validation thresholds, default 0, 0, 300); ``ETL_RECONCILE_CRON`` (default ``0 3 * * *``);
     ``ETL_FOLLOW_S`` (follow mode, sources with change capture: each scheduled live-lane run
-    follows the source for this many seconds; 0, the default, syncs once per tick).
+    follows the source for this many seconds; 0, the default, syncs once per tick; ``follow_s``
+    sets it for this source).
+
+    ``pool`` (default ``<source>_sync``) is the Dagster pool the source's runs hold: sources that
+    name the same pool never sync at once.
 
     ``backfill_executor`` runs the shards of the ``<source>_backfill`` job (sources with change
     capture): Dagster's multiprocess executor by default; ``dagster_celery.celery_executor`` or
@@ -91,7 +97,7 @@ def build_definitions(
     ``ETL_BACKFILL_SHARDS``, 0): at 2 or more the planner builds a never-synced version with that
     job in that many key ranges instead of paged catch-up runs.
     """
-    names = Names(source.name)
+    names = Names(source.name, pool_name=pool)
     env = Declared.read()
     prefix = env.etl_index_prefix if index_prefix is None else index_prefix
     versions = with_prefix(versions, prefix)
@@ -100,7 +106,7 @@ def build_definitions(
     catch_up_pages = catch_up_pages or env.etl_catch_up_pages
     cron = cron or env.etl_schedule_cron
     automation = env.etl_automation if automation is None else automation
-    follow_s = env.etl_follow_s if source.tracking is not None else 0.0
+    follow_s = (env.etl_follow_s if follow_s is None else follow_s) if source.tracking is not None else 0.0
     thresholds = thresholds or Thresholds.of(env)
     backfill_shards = env.etl_backfill_shards if backfill_shards is None else backfill_shards
     spec = SourceSpec(
