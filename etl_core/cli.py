@@ -126,8 +126,8 @@ def _status(args: argparse.Namespace, ops: Operations, env: Declared) -> int:
 
 def _validate(args: argparse.Namespace, ops: Operations, env: Declared) -> int:
     _named(ops, [args.version])
-    report = ops.validate(args.version, Thresholds.of(env))
-    _print(report.to_json())
+    report, recorded_at = ops.validate(args.version, Thresholds.of(env))
+    _print({**report.to_json(), "recorded_at": recorded_at.isoformat()})
     return 0 if report.passed else 1
 
 

@@ -1,23 +1,29 @@
 """Validation of a version partition, as Dagster asset checks: the gate before a cut-over.
 
-One streamed comparison of every document feeds the four checks; the report is also recorded in
-the state schema, where the cut-over job reads it.
+One streamed comparison of every document feeds the checks. The outcome is recorded once, in the
+state schema (``<source>__validations``), which is what every cut-over reads, the command line's
+and Dagster's alike; the checks are how Dagster runs that validation and shows it, per version,
+with the record's time in their metadata. The checks that guard the cut-over are blocking: an
+asset a user makes depend on the index waits for them and does not run when one fails.
 """
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetKey,
     AssetsDefinition,
     MetadataValue,
     multi_asset_check,
 )
 
-from etl_core.operations.validation import Thresholds
+from etl_core.operations.validation import CheckOutcome, Thresholds
 from orchestration.cursors import import_cursors
 from orchestration.spec import SourceSpec
 
@@ -29,55 +35,89 @@ CHECKS = {
     "change_log_within_threshold": "The source's change log is within its size and age thresholds.",
 }
 
+NOT_GATING = {"change_log_within_threshold"}
+"""The log's upkeep is the source's, not this version's: it warns and never stops a cut-over."""
 
 # Lag heals by itself at the next sync: a warning. Missing, drifted or dead-lettered documents
-# do not: errors. (The cut-over still refuses a version whose latest validation failed any check.)
+# do not: errors. (The cut-over refuses a version whose latest validation failed a gating check,
+# warning or error.)
 SEVERITY = {
     "lag_within_threshold": AssetCheckSeverity.WARN,
-    "change_log_within_threshold": AssetCheckSeverity.WARN,  # the log's upkeep, not this version
+    "change_log_within_threshold": AssetCheckSeverity.WARN,
 }
 
 
 def _metadata(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in values.items()}
+    return {
+        k: MetadataValue.json(v)
+        if isinstance(v, dict | list)
+        else MetadataValue.timestamp(v)
+        if isinstance(v, datetime)
+        else v
+        for k, v in values.items()
+    }
+
+
+def _evaluation(
+    asset: AssetKey, version: str, check: CheckOutcome, recorded_at: datetime
+) -> AssetCheckEvaluation:
+    return AssetCheckEvaluation(
+        asset_key=asset,
+        check_name=check.name,
+        passed=check.passed,
+        severity=SEVERITY.get(check.name, AssetCheckSeverity.ERROR),
+        description=check.description,
+        metadata=_metadata({"version": version, "recorded_at": recorded_at, **check.metadata}),
+        blocking=check.name not in NOT_GATING,
+        partition=version,
+    )
 
 
 def build_validation_checks(spec: SourceSpec, index: AssetsDefinition, thresholds: Thresholds) -> Any:
     @multi_asset_check(
         name=spec.names.checks,
         specs=[
-            AssetCheckSpec(name, asset=index.key, description=text, partitions_def=spec.names.partitions)
+            AssetCheckSpec(
+                name,
+                asset=index.key,
+                description=text,
+                partitions_def=spec.names.partitions,
+                blocking=name not in NOT_GATING,
+            )
             for name, text in CHECKS.items()
-            if name != "change_log_within_threshold" or spec.source.tracking is not None
+            if name not in NOT_GATING or spec.source.tracking is not None
         ],
         pool=spec.names.pool,
         required_resource_keys={spec.resource_key},
-        can_subset=True,  # lets a multi-partition run skip them instead of failing
+        can_subset=True,
     )
     def _validate(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
+        """One version: its results. A range (a multi-partition materialisation with its checks):
+        every version of it is validated and recorded, each partition's results logged as check
+        evaluations of that partition, since a result yielded by a range step has no partition."""
         run = context.op_execution_context
-        if run.has_partition_key_range and len(run.partition_keys) > 1:
-            # A multi-partition materialisation also plans these checks; validation is per
-            # version, so it yields nothing here and the checks show as skipped.
-            context.log.info(
-                f"validation runs one version at a time: launch {spec.names.job('validate')} per partition"
-            )
-            return
-        key = context.partition_key
-        with spec.operate(context.resources) as ops:
-            import_cursors(context.instance, index.key, [key], ops.conns.cursors)
-            report = ops.validate(key, thresholds)
+        keys = list(run.partition_keys) if run.has_partition_key_range else [context.partition_key]
         selected = {k.name for k in context.selected_asset_check_keys}
-        for check in report.checks:
-            if check.name not in selected:
-                continue  # a subset run yields what it was asked for, nothing more
-            yield AssetCheckResult(
-                asset_key=index.key,
-                check_name=check.name,
-                passed=check.passed,
-                severity=SEVERITY.get(check.name, AssetCheckSeverity.ERROR),
-                description=check.description,
-                metadata=_metadata({"version": key, **check.metadata}),
-            )
+        with spec.operate(context.resources) as ops:
+            import_cursors(context.instance, index.key, keys, ops.conns.cursors)
+            recorded = [ops.validate(key, thresholds) for key in keys]
+        for report, at in recorded:
+            for check in report.checks:
+                if check.name not in selected:
+                    continue  # a subset run yields what it was asked for, nothing more
+                evaluation = _evaluation(index.key, report.version, check, at)
+                if len(keys) > 1:
+                    run.log_event(evaluation)  # type: ignore[arg-type]  # handled since 1.9, not in the hint
+                    continue
+                yield AssetCheckResult(
+                    asset_key=index.key,
+                    check_name=check.name,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity,
+                    description=evaluation.description,
+                    metadata=evaluation.metadata,
+                )
+        if len(keys) > 1:
+            context.log.info(f"validated {keys}, each recorded; results logged per partition")
 
     return _validate

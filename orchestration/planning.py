@@ -14,7 +14,7 @@ from etl_core.model.cursor import Position
 from etl_core.operations.lane_plan import Lane, plan_lanes
 from orchestration.cursors import import_cursors
 from orchestration.naming import Names
-from orchestration.partitions import LANE_TAG, SOURCE_TAG, lane_tags
+from orchestration.partitions import LANE_TAG, PARTITION_TAG, SOURCE_TAG, VALIDATE_TAG, lane_tags
 from orchestration.resources import SyncServices
 from orchestration.spec import SourceSpec
 
@@ -57,6 +57,35 @@ def make_plan(instance: DagsterInstance, spec: SourceSpec, engine: SyncServices)
     return Plan(order, new, lanes, cursors)
 
 
+def to_validate(instance: DagsterInstance, spec: SourceSpec, engine: SyncServices) -> list[str]:
+    """Versions readers do not query yet that have caught up (they share the live lane) and were
+    never validated: their checks run now, so a version that finished catching up shows whether
+    it may be cut over. A failed validation is not repeated by itself: what failed (a transform,
+    dead letters) needs an operator, who validates again."""
+    with engine.connect(spec.source.name) as conns:
+        conns.state.create()
+        synced = set(active(spec.versions, conns.records.retired()))
+        keys = [k for k in instance.get_dynamic_partitions(spec.names.partitions_name) if k in synced]
+        cursors = conns.cursors.load(keys)
+        if not any(cursors.values()):
+            return []
+        lag = conns.extractor(spec.source).lag(cursors)
+        served = set(conns.sink.alias_targets(spec.read_alias))
+        caught_up = [
+            k
+            for lane in plan_lanes(keys, cursors, lag, spec.close)
+            if not lane.catch_up
+            for k in lane.versions
+        ]
+        return [
+            k
+            for k in caught_up
+            if cursors[k] is not None
+            and spec.version(k).index not in served
+            and conns.records.latest_validation(k) is None
+        ]
+
+
 def in_flight(instance: DagsterInstance, names: Names, lane: Lane) -> bool:
     tags = {LANE_TAG: "-".join(lane.versions), SOURCE_TAG: names.source}
     return bool(instance.get_runs(filters=RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=1))
@@ -81,6 +110,24 @@ def run_request(
         },
         run_config={"ops": {names.asset: {"config": config}}},
     )
+
+
+def validation_request(names: Names, version: str, trigger: str) -> RunRequest:
+    """The ``<source>_validate`` job for one version partition (its checks)."""
+    return RunRequest(
+        job_name=names.job("validate"),
+        tags={
+            PARTITION_TAG: version,
+            VALIDATE_TAG: version,
+            SOURCE_TAG: names.source,
+            "etl/trigger": trigger,
+        },
+    )
+
+
+def validation_in_flight(instance: DagsterInstance, names: Names, version: str) -> bool:
+    tags = {VALIDATE_TAG: version, SOURCE_TAG: names.source}
+    return bool(instance.get_runs(filters=RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=1))
 
 
 def backfill_request(names: Names, lane: Lane, trigger: str, shards: int) -> RunRequest:

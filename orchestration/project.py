@@ -41,7 +41,7 @@ from orchestration.migration import build_migration_jobs
 from orchestration.naming import Names
 from orchestration.resources import SyncServices
 from orchestration.schedules import build_freshness_schedule
-from orchestration.sensors import build_planner_sensor
+from orchestration.sensors import build_planner_sensor, build_validation_sensor
 from orchestration.spec import SourceSpec
 
 
@@ -160,7 +160,8 @@ def build_definitions(
                 running=automation,
                 backfill_job=backfill_job,
                 backfill_shards=backfill_shards,
-            )
+            ),
+            build_validation_sensor(spec, validate_job, running=automation),
         ],
         schedules=[
             build_freshness_schedule(spec, job, catch_up_pages, cron, running=automation, follow_s=follow_s),

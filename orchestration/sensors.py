@@ -14,7 +14,15 @@ from dagster import (
 )
 
 from etl_core.operations.lane_plan import Lane
-from orchestration.planning import backfill_request, in_flight, make_plan, run_request
+from orchestration.planning import (
+    backfill_request,
+    in_flight,
+    make_plan,
+    run_request,
+    to_validate,
+    validation_in_flight,
+    validation_request,
+)
 from orchestration.spec import SourceSpec
 
 
@@ -65,3 +73,35 @@ def build_planner_sensor(
         )
 
     return migration_planner
+
+
+def build_validation_sensor(
+    spec: SourceSpec, validate_job: JobDefinition | Any, interval_s: int = 30, running: bool = True
+) -> SensorDefinition:
+    """The checks of a version that has caught up and that readers do not query yet, run once
+    (:func:`orchestration.planning.to_validate`): the partition's checks then say whether the
+    version may be cut over, without anyone launching them. One validation of a version at a time."""
+    names = spec.names
+
+    @sensor(
+        name=names.job("validate_caught_up"),
+        jobs=[validate_job],
+        required_resource_keys={spec.resource_key},
+        minimum_interval_seconds=interval_s,
+        default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
+        description="Runs the validation checks (the cut-over gate) of each version readers do "
+        "not query yet, once it has caught up with the live lane; a failed validation is "
+        "repeated only when someone runs the checks again.",
+    )
+    def validate_caught_up(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        wanted = to_validate(context.instance, spec, spec.engine(context.resources))
+        requests = [
+            validation_request(names, key, names.job("validate_caught_up"))
+            for key in wanted
+            if not validation_in_flight(context.instance, names, key)
+        ]
+        if not requests:
+            return SkipReason(f"no caught-up version waits for its first validation ({wanted} in flight)")
+        return SensorResult(run_requests=requests)
+
+    return validate_caught_up

@@ -36,11 +36,21 @@ class MigrationRecords:
     def __init__(self, state: StateSchema) -> None:
         self.state = state
 
-    def record(self, report: ValidationReport) -> None:
-        stmt = self.state.validations.insert().values(
-            version=report.version, passed=report.passed, report=report.to_json()
+    def record(self, report: ValidationReport) -> datetime:
+        """Record the outcome; when it was recorded (the time every reader of the record shows)."""
+        t = self.state.validations
+        stmt = (
+            t.insert()
+            .values(version=report.version, passed=report.passed, report=report.to_json())
+            .returning(t.c.validated_at)
         )
-        self.state.call("recording a validation", lambda: self._write(stmt))
+
+        def write() -> datetime:
+            with self.state.engine.begin() as conn:
+                at: datetime = conn.execute(stmt).scalar_one()
+                return at
+
+        return self.state.call("recording a validation", write)
 
     def _write(self, stmt: Executable) -> None:
         with self.state.engine.begin() as conn:

@@ -245,8 +245,9 @@ class Operations:
         cursors = self.conns.cursors.load(active)
         return self.conns.extractor(self.source).trim([cursors[k] for k in active])
 
-    def validate(self, key: str, thresholds: Thresholds) -> ValidationReport:
-        """Compare every document of the version with the source, and record the outcome."""
+    def validate(self, key: str, thresholds: Thresholds) -> tuple[ValidationReport, datetime]:
+        """Compare every document of the version with the source, and record the outcome: the
+        report and when it was recorded (the one record every cut-over reads)."""
         report = validate(
             self.active(key),
             extractor=self.conns.extractor(self.source),
@@ -255,8 +256,7 @@ class Operations:
             cursors=self.conns.cursors,
             thresholds=thresholds,
         )
-        self.records.record(report)
-        return report
+        return report, self.records.record(report)
 
     def status(self, close: CloseEnough) -> dict[str, Any]:
         cursors = self.conns.cursors.load(v.key for v in self.versions)

@@ -295,9 +295,10 @@ class MemoryRecords:
     delete_after: dict[str, datetime] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
 
-    def record(self, report: ValidationReport) -> None:
+    def record(self, report: ValidationReport) -> datetime:
         entry = (report.passed, report.to_json(), datetime.now(UTC))
         self.validations.setdefault(report.version, []).append(entry)
+        return entry[2]
 
     def latest_validation(self, version: str) -> tuple[bool, dict[str, Any], datetime] | None:
         found = self.validations.get(version)

@@ -78,9 +78,10 @@ class Rig:
     services: FakeServices
     defs: Definitions
 
-    def sensor_tick(self) -> SensorExecutionData:
-        """The planner evaluated as the daemon does, its partition requests applied."""
-        sensor = self.defs.resolve_sensor_def("items_migration_planner")
+    def sensor_tick(self, name: str = "items_migration_planner") -> SensorExecutionData:
+        """The planner (or another sensor) evaluated as the daemon does, its partition requests
+        applied."""
+        sensor = self.defs.resolve_sensor_def(name)
         with build_sensor_context(
             instance=self.instance, resources={"sync_services": self.services}, definitions=self.defs
         ) as ctx:
@@ -107,6 +108,10 @@ class Rig:
         """Versions that have a partition and have read every row (no run needed)."""
         self.add_partitions(*keys)
         self.world.cursors.save({k: HEAD for k in keys})
+
+    def serve(self, key: str) -> None:
+        """Readers query the version: the read alias names its index."""
+        self.world.sink.point_alias(ALIAS, f"items_{key}")
 
     def run_in_flight(self, lane: str, source: str = "items") -> None:
         """A run of a lane that has started and not ended, as the planner finds one."""
@@ -141,12 +146,17 @@ class Rig:
             run_config={"ops": {MIGRATION_OPS[step]: {"config": config}}},
         )
 
-    def validate(self, partition: str) -> dict[str, AssetCheckEvaluation]:
-        """The ``items_validate`` job for one partition (as a run tag, as the launchpad sets it)."""
+    def validate_run(self, partition: str) -> ExecuteInProcessResult:
+        """The ``items_validate`` job for one partition (as a run tag, as the launchpad sets it);
+        a blocking check that fails fails the run."""
         job = self.defs.resolve_job_def("items_validate")
-        result = job.execute_in_process(instance=self.instance, tags={"dagster/partition": partition})
-        assert result.success
-        return {e.check_name: e for e in result.get_asset_check_evaluations()}
+        return job.execute_in_process(
+            instance=self.instance, tags={"dagster/partition": partition}, raise_on_error=False
+        )
+
+    def validate(self, partition: str) -> dict[str, AssetCheckEvaluation]:
+        """The evaluations of :meth:`validate_run`, by check name."""
+        return {e.check_name: e for e in self.validate_run(partition).get_asset_check_evaluations()}
 
     @staticmethod
     def failure(result: ExecuteInProcessResult) -> str:

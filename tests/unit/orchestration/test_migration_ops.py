@@ -84,6 +84,7 @@ def test_a_migration_step_fails_while_another_writer_holds_the_lane(
 
 def test_retire_records_the_retirement_and_the_planner_leaves_the_version_out(rig: Rig) -> None:
     rig.synced("v1")
+    rig.serve("v1")
     assert [r.tags["etl/lane"] for r in rig.sensor_tick().run_requests or []] == ["v2"]
 
     before = datetime.now(UTC)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import RunRequest
+from dagster import DagsterRun, DagsterRunStatus, RunRequest
 
 from tests.unit.fakes import T0
 from tests.unit.models import version
@@ -21,7 +21,8 @@ def _lane(request: RunRequest) -> str:
 
 
 def test_the_planner_adds_a_new_version_and_starts_its_catch_up_lane_alone(rig: Rig) -> None:
-    rig.synced("v1")  # live: at the head of the source
+    rig.synced("v1")  # live: at the head of the source, behind the read alias
+    rig.serve("v1")
 
     tick = rig.sensor_tick()
 
@@ -46,6 +47,7 @@ def test_two_versions_declared_together_share_one_catch_up_lane(rig: Rig) -> Non
 
 def test_a_lane_with_a_run_in_flight_gets_no_second_run(rig: Rig) -> None:
     rig.synced("v1")
+    rig.serve("v1")
     rig.add_partitions("v2")
     rig.run_in_flight("v2", source="orders")  # another source's lane of the same name: no matter
     assert [_lane(r) for r in rig.sensor_tick().run_requests or []] == ["v2"]
@@ -59,6 +61,7 @@ def test_a_lane_with_a_run_in_flight_gets_no_second_run(rig: Rig) -> None:
 
 def test_a_retired_version_gets_no_partition_and_no_run(rig: Rig) -> None:
     rig.synced("v1")
+    rig.serve("v1")
     rig.world.records.add_retirement(version("v2"), T0 + timedelta(days=1))
 
     tick = rig.sensor_tick()
@@ -94,3 +97,40 @@ def test_the_schedule_leaves_new_versions_to_the_planner_and_busy_lanes_alone(sc
 
     rig.run_in_flight("v1")
     assert rig.schedule_tick() == []
+
+
+VALIDATOR = "items_validate_caught_up"
+
+
+def test_a_version_that_has_caught_up_is_validated_once_and_only_while_readers_do_not_query_it(
+    rig: Rig,
+) -> None:
+    rig.sync("v1", "v2")  # both at the head, with their documents
+    rig.serve("v1")
+
+    (request,) = rig.sensor_tick(VALIDATOR).run_requests or []  # v1 is live: only v2 needs its checks
+
+    assert request.job_name == "items_validate"
+    assert request.tags["dagster/partition"] == "v2"
+    assert request.tags["etl/validate"] == "v2"
+    in_flight = DagsterRun(
+        job_name="items_validate", run_id="in-flight", tags=request.tags, status=DagsterRunStatus.STARTED
+    )
+    rig.instance.add_run(in_flight)
+    assert not rig.sensor_tick(VALIDATOR).run_requests  # one validation of a version at a time
+
+    rig.instance.delete_run("in-flight")
+    assert rig.execute(request).success
+    assert rig.world.records.latest_validation("v2") is not None
+    tick = rig.sensor_tick(VALIDATOR)
+    assert not tick.run_requests  # recorded: not again (a failed one waits for an operator)
+    assert not rig.sensor_tick().run_requests  # and the migration planner has nothing to do
+
+
+def test_a_version_still_catching_up_is_not_validated(rig: Rig) -> None:
+    rig.synced("v1")
+    rig.serve("v1")
+    rig.add_partitions("v2")
+
+    assert not rig.sensor_tick(VALIDATOR).run_requests
+    assert [r.tags["etl/lane"] for r in rig.sensor_tick().run_requests or []] == ["v2"]
