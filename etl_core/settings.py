@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from psycopg.types.json import set_json_loads
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -125,6 +125,17 @@ class Declared(BaseSettings):
         default=86_400.0, gt=0, description="Oldest unread log entry's age that warns."
     )
 
+    # --- freshness of the index assets (the catalogue's yellow and red) ---
+    etl_freshness_warn_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Age of the oldest committed change a counted version has not applied that "
+        "turns its index asset yellow (warn).",
+    )
+    etl_freshness_fail_s: float = Field(
+        default=1800.0, gt=0, description="The same age that turns it red (fail); above the warning."
+    )
+
     RESOURCE_FIELDS: ClassVar[tuple[str, ...]] = (
         "source_database_url",
         "opensearch_url",
@@ -147,6 +158,16 @@ class Declared(BaseSettings):
     def _schema(cls, value: str) -> str:
         if not _IDENTIFIER.fullmatch(value):
             raise ValueError("must be a lower-case SQL identifier (letters, digits, _), e.g. etl_state")
+        return value
+
+    @field_validator("etl_freshness_fail_s")
+    @classmethod
+    def _fail_after_warn(cls, value: float, info: ValidationInfo) -> float:
+        warn = info.data.get("etl_freshness_warn_s")
+        if warn is not None and value <= warn:
+            raise ValueError(
+                f"must be more than ETL_FRESHNESS_WARN_S ({warn:g}): an index turns yellow before it turns red"
+            )
         return value
 
     @field_validator("etl_schedule_cron", "etl_reconcile_cron", "etl_observe_cron")

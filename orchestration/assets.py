@@ -10,6 +10,7 @@ from dagster import (
     BackfillPolicy,
     Config,
     DataVersion,
+    MetadataValue,
     ObserveResult,
     asset,
     multi_observable_source_asset,
@@ -20,6 +21,8 @@ from etl_core.flow.pipeline import combine
 from etl_core.operations.status import describe_versions
 from etl_core.operations.steps import Operations
 from orchestration.cursors import DagsterCursorStore, import_cursors
+from orchestration.freshness import evaluate
+from orchestration.freshness import record as record_freshness
 from orchestration.metadata import source_metadata, version_metadata
 from orchestration.planning import active
 from orchestration.spec import SourceSpec
@@ -62,6 +65,7 @@ def build_index_asset(spec: SourceSpec, source_asset: AssetsDefinition) -> Asset
         deps=[source_asset],
         kinds={"opensearch"},
         owners=list(spec.owners),
+        freshness_policy=spec.freshness,
         required_resource_keys={spec.resource_key},
         description=(
             f"OpenSearch index versions of the `{source.name}` source (read alias "
@@ -97,6 +101,7 @@ def build_index_asset(spec: SourceSpec, source_asset: AssetsDefinition) -> Asset
                 store.flush()  # the UI's trail shows the last acknowledged page, even when the run fails
             trim_log(context, ops)
             lag = extractor.lag({k: result.versions[k].cursor for k in keys})
+            verdict = evaluate(conns, spec, spec.freshness, lag) if spec.freshness else None
             statuses = describe_versions(
                 lane,
                 cursors={k: result.versions[k].cursor for k in keys},
@@ -113,6 +118,9 @@ def build_index_asset(spec: SourceSpec, source_asset: AssetsDefinition) -> Asset
             f"synced {keys} in one extraction: pages={result.pages} rows={result.rows_read} "
             f"caught_up={result.caught_up} checkpoints={store.checkpoints}"
         )
+        if verdict is not None:
+            record_freshness(context.instance, context.asset_key, verdict)
+            context.log.info(verdict.describe())
 
     return _index
 
@@ -144,11 +152,13 @@ def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
             extractor = conns.extractor(source)
             head = extractor.head()
             lag = extractor.lag(conns.cursors.load(versions))
-        yield ObserveResult(
-            asset_key=key,
-            data_version=DataVersion(head or "empty"),
-            metadata=source_metadata(head, versions, lag),
-        )
+            verdict = evaluate(conns, spec, spec.freshness, lag) if spec.freshness else None
+        metadata = source_metadata(head, versions, lag)
+        if verdict is not None:
+            # the index's freshness is judged here too: a stalled sync runs no asset to judge it
+            record_freshness(context.instance, spec.names.asset_key, verdict)
+            metadata["index_freshness"] = MetadataValue.text(verdict.describe())
+        yield ObserveResult(asset_key=key, data_version=DataVersion(head or "empty"), metadata=metadata)
 
     observed: AssetsDefinition = _observe
     return observed

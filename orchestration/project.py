@@ -37,6 +37,7 @@ from orchestration.assets import build_index_asset, build_source_asset
 from orchestration.backfill import build_backfill_job
 from orchestration.change_tracking import build_tracking_job
 from orchestration.checks import build_validation_checks
+from orchestration.freshness import policy_of
 from orchestration.migration import build_migration_jobs
 from orchestration.naming import Names
 from orchestration.resources import SyncServices
@@ -117,6 +118,7 @@ def build_definitions(
         close=close,
         resource_key=resource_key,
         owners=tuple(env.owners() if owners is None else owners),
+        freshness=policy_of(env),
     )
 
     source_asset = build_source_asset(spec)

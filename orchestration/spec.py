@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import Failure
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 
 from etl_core import ConfigError, IndexVersion, Source
 from etl_core.flow.collector import tune_for_syncs
@@ -33,6 +34,8 @@ class SourceSpec:
     resource_key: str = "sync_services"
     owners: tuple[str, ...] = ()
     """Owners of the source's assets, as Dagster shows them (``team:search``, an e-mail)."""
+    freshness: TimeWindowFreshnessPolicy | None = None
+    """The index asset's freshness windows, judged on the real lag (:mod:`orchestration.freshness`)."""
 
     def version(self, key: str) -> IndexVersion[Any]:
         """The version a partition or a job's config names (a partition left over from a version

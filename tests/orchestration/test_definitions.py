@@ -4,6 +4,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from dagster import (
@@ -11,6 +12,7 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    FreshnessPolicy,
     OpExecutionContext,
     job,
     op,
@@ -51,7 +53,11 @@ def test_every_object_is_named_after_its_source() -> None:
         f"catalogue_{step}"
         for step in ("sync", "validate", "cut_over", "retire", "replay", "reconcile", "change_tracking")
     }
-    assert {s.name for s in repo.sensor_defs} == {"catalogue_migration_planner", "forum_migration_planner"}
+    assert {s.name for s in repo.sensor_defs} == {
+        f"{source}_{sensor}"
+        for source in ("catalogue", "forum")
+        for sensor in ("migration_planner", "validate_caught_up")
+    }
     assert {s.name for s in repo.schedule_defs} == {
         f"{source}_{schedule}"
         for source in ("catalogue", "forum")
@@ -137,6 +143,8 @@ _NOT_DEFAULT = {
     "ETL_MAX_LAG_S": "7.5",
     "ETL_MAX_LOG_MB": "8",
     "ETL_MAX_LOG_AGE_S": "9.5",
+    "ETL_FRESHNESS_WARN_S": "60",
+    "ETL_FRESHNESS_FAIL_S": "90.5",
 }
 
 
@@ -190,6 +198,10 @@ def test_every_declared_setting_reaches_a_dagster_run(monkeypatch: pytest.Monkey
     graph = defs.resolve_asset_graph()
     for key in ("catalogue_index", "catalogue_source"):
         assert graph.get(AssetKey(key)).owners == ["team:search", "ops@example.com"]
+    policy = graph.get(AssetKey("catalogue_index")).freshness_policy
+    assert policy == FreshnessPolicy.time_window(
+        fail_window=timedelta(seconds=90.5), warn_window=timedelta(seconds=60)
+    )
     assert freshness.default_status is DefaultScheduleStatus.STOPPED
     assert planner.default_status is DefaultSensorStatus.STOPPED
     assert "`staging-products`" in (defs.resolve_job_def("catalogue_cut_over").description or "")
