@@ -19,4 +19,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# every defs.yaml against the component's schema, and the code location loads from it
+.venv/bin/dg check defs
 .venv/bin/pytest "$@"
