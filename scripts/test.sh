@@ -15,10 +15,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ -z "${SOURCE_DATABASE_URL:-}" ]; then
   scripts/services.sh up
+  # for dg below (pytest reads the same file itself): the local services' settings
+  set -a
+  # shellcheck disable=SC1091
+  . .services/env
+  set +a
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# every defs.yaml against the component's schema, and the code location loads from it
+# every defs.yaml against the component's schema, and the code location loads from them
 .venv/bin/dg check defs
 .venv/bin/pytest "$@"
