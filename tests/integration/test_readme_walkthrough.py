@@ -35,7 +35,17 @@ def walkthrough() -> dict[str, str]:
 def test_the_own_source_walkthrough_runs_as_printed(harness: Harness, tmp_path: Path) -> None:
     h = harness
     blocks = walkthrough()
-    assert set(blocks) == {"schema.sql", "myshop/search.py", "commands", "myshop/definitions.py"}
+    assert set(blocks) == {
+        "schema.sql",
+        "myshop/search.py",
+        "commands",
+        "myshop/definitions.py",
+        "component:pyproject.toml",
+        "component:myshop/definitions.py",
+        "component:scaffold",
+        "component:myshop/defs/orders/defs.yaml",
+        "component:check",
+    }
     with h.source_engine.begin() as conn:
         conn.exec_driver_sql(blocks["schema.sql"])
     (tmp_path / "myshop").mkdir()
@@ -89,3 +99,35 @@ def test_the_own_source_walkthrough_runs_as_printed(harness: Harness, tmp_path: 
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     with h.source_engine.connect() as conn:  # the change capture of step 2 is installed
         assert conn.execute(text("SELECT to_regclass('etl_state.orders_changes')")).scalar() is not None
+
+    # step 3 the other way: the same source declared in a defs.yaml, scaffolded and checked by dg
+    yaml_way = tmp_path / "yaml_way"
+    (yaml_way / "myshop").mkdir(parents=True)
+    (yaml_way / "myshop" / "__init__.py").write_text("")
+    (yaml_way / "myshop" / "search.py").write_text(blocks["myshop/search.py"])
+    for name in ("pyproject.toml", "myshop/definitions.py"):
+        (yaml_way / name).write_text(blocks[f"component:{name}"])
+    dg_env = {**env, "COLUMNS": "250"}  # dg list's table, not cut
+    scaffolded = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", blocks["component:scaffold"]],
+        cwd=yaml_way,
+        env=dg_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scaffolded.returncode == 0, scaffolded.stderr[-3000:]
+    defs_yaml = yaml_way / "myshop" / "defs" / "orders" / "defs.yaml"
+    assert "source: myshop.search:ORDERS" in defs_yaml.read_text()
+    defs_yaml.write_text(blocks["component:myshop/defs/orders/defs.yaml"])
+    checked = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"export PYTHONPATH=$PWD\n{blocks['component:check']}"],
+        cwd=yaml_way,
+        env=dg_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    assert "All definitions loaded successfully" in checked.stdout
+    assert "orders_index" in checked.stdout and "orders_freshness" in checked.stdout
