@@ -128,12 +128,12 @@ class Declared(BaseSettings):
     # --- freshness of the index assets (the catalogue's yellow and red) ---
     etl_freshness_warn_s: float = Field(
         default=300.0,
-        gt=0,
+        ge=60,  # Dagster refuses a freshness window under a minute
         description="Age of the oldest committed change a counted version has not applied that "
-        "turns its index asset yellow (warn).",
+        "turns its index asset yellow (warn); at least 60.",
     )
     etl_freshness_fail_s: float = Field(
-        default=1800.0, gt=0, description="The same age that turns it red (fail); above the warning."
+        default=1800.0, ge=60, description="The same age that turns it red (fail); above the warning."
     )
 
     RESOURCE_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -166,7 +166,8 @@ class Declared(BaseSettings):
         warn = info.data.get("etl_freshness_warn_s")
         if warn is not None and value <= warn:
             raise ValueError(
-                f"must be more than ETL_FRESHNESS_WARN_S ({warn:g}): an index turns yellow before it turns red"
+                f"must be more than ETL_FRESHNESS_WARN_S ({warn:g}): "
+                "an index turns yellow before it turns red"
             )
         return value
 

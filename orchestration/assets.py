@@ -70,7 +70,9 @@ def build_index_asset(spec: SourceSpec, source_asset: AssetsDefinition) -> Asset
         description=(
             f"OpenSearch index versions of the `{source.name}` source (read alias "
             f"`{spec.read_alias}`). One partition per version; a run over several partitions reads "
-            "PostgreSQL once for all of them."
+            "PostgreSQL once for all of them. Freshness is judged on the age of the oldest committed "
+            "change that the versions readers query (or may switch to) have not applied, not on the "
+            "time since the last materialisation."
         ),
     )
     def _index(context: AssetExecutionContext, config: SyncConfig) -> None:

@@ -143,7 +143,7 @@ _NOT_DEFAULT = {
     "ETL_MAX_LAG_S": "7.5",
     "ETL_MAX_LOG_MB": "8",
     "ETL_MAX_LOG_AGE_S": "9.5",
-    "ETL_FRESHNESS_WARN_S": "60",
+    "ETL_FRESHNESS_WARN_S": "61",
     "ETL_FRESHNESS_FAIL_S": "90.5",
 }
 
@@ -200,7 +200,7 @@ def test_every_declared_setting_reaches_a_dagster_run(monkeypatch: pytest.Monkey
         assert graph.get(AssetKey(key)).owners == ["team:search", "ops@example.com"]
     policy = graph.get(AssetKey("catalogue_index")).freshness_policy
     assert policy == FreshnessPolicy.time_window(
-        fail_window=timedelta(seconds=90.5), warn_window=timedelta(seconds=60)
+        fail_window=timedelta(seconds=90.5), warn_window=timedelta(seconds=61)
     )
     assert freshness.default_status is DefaultScheduleStatus.STOPPED
     assert planner.default_status is DefaultSensorStatus.STOPPED

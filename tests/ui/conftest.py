@@ -34,6 +34,7 @@ PORT = 3355
 @dataclass
 class DagsterDev:
     env: dict[str, str]
+    source: Engine
     home: Path
     instance: DagsterInstance
     prefix: str
@@ -117,7 +118,6 @@ def dagster_dev(
     generate(engine, rows=15_000, seed=21)
     create_forum(engine)  # the default code location serves the forum too
     generate_forum(engine, posts=200)
-    engine.dispose()
 
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -130,11 +130,14 @@ def dagster_dev(
         "ETL_INDEX_PREFIX": prefix,
         "ETL_AUTOMATION": "off",
         "ETL_PAGE_SIZE": "100",
+        # a change left waiting a minute (Dagster's shortest window) turns the index yellow
+        "ETL_FRESHNESS_WARN_S": "60",
+        "ETL_FRESHNESS_FAIL_S": "3600",
     }
     saved = dict(os.environ)
     os.environ.update({"DAGSTER_HOME": str(home), "DAGSTER_PG_DB": dagster_db})
     instance = DagsterInstance.from_config(str(home))
-    dev = DagsterDev(env, home, instance, prefix, log=home / "dagster-dev.log")
+    dev = DagsterDev(env, engine, home, instance, prefix, log=home / "dagster-dev.log")
     try:
         with set_defs_state_storage(instance.defs_state_storage):
             instance.add_dynamic_partitions("catalogue_versions", ["v1", "v2"])
@@ -142,6 +145,7 @@ def dagster_dev(
             yield dev
     finally:
         dev.stop()
+        engine.dispose()
         instance.dispose()
         os.environ.clear()
         os.environ.update(saved)

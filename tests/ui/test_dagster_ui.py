@@ -10,10 +10,13 @@ import orjson
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
 from playwright.sync_api import Page, sync_playwright
+from sqlalchemy import text
 
 from etl_core.model.cursor import LogCursor
 from orchestration.partitions import lane_tags
 from tests.ui.conftest import PORT, DagsterDev
+
+DEV_URL = f"http://127.0.0.1:{PORT}"
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +71,76 @@ def test_launching_a_run_from_the_ui_materialises_the_partition(dagster_dev: Dag
         assert row.inner_text().split() == ["cursor_text", "log", "at", "snapshot", cursor["snapshot"]]
         browser.close()
     print(f"browser test took {time.monotonic() - began:.1f}s")
+
+
+def shown(page: Page, path: str, *texts: str, name: str) -> str:
+    """Open ``path`` and wait until every text is on the page; the page's text (a screenshot in
+    /tmp/ui-<name>.png when one never shows)."""
+    page.goto(f"{DEV_URL}{path}")
+    try:
+        for text in texts:
+            page.get_by_text(text, exact=True).first.wait_for(timeout=30_000)
+    except Exception:
+        page.screenshot(path=f"/tmp/ui-{name}.png", full_page=True)
+        raise
+    return page.inner_text("body")
+
+
+def test_both_sources_a_versions_checks_its_freshness_and_the_observed_source(
+    dagster_dev: DagsterDev,
+) -> None:
+    """After the first test's run (v1 and its checks, launched from the UI): what a Dagster user
+    looks at, in the browser."""
+    assert latest_metadata(dagster_dev, "v1")["caught_up"] is True, "runs after the first test"
+    # a change that no sync applies; it waits past the warning window while we look around
+    with dagster_dev.source.begin() as conn:
+        conn.execute(text("UPDATE products SET name = name || ' (edited)' WHERE id = 7"))
+    committed = time.monotonic()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        # both sources of the default code location, each an index and its observed source
+        shown(
+            page,
+            "/assets",
+            "catalogue_index",
+            "catalogue_source",
+            "forum_index",
+            "forum_source",
+            name="catalog",
+        )
+
+        # the version's checks, run with its materialisation, with their results and the record's time
+        checks = shown(page, "/assets/catalogue_index?view=checks", "doc_count_matches_source", name="checks")
+        for check in (
+            "doc_count_matches_source",
+            "documents_match_transform",
+            "dead_letters_within_threshold",
+        ):
+            assert check in checks
+        assert checks.count("Succeeded") >= 5, checks
+        page.get_by_text("doc_count_matches_source", exact=True).first.click()
+        detail = shown(page, page.url.removeprefix(DEV_URL), "recorded_at", name="check")
+        assert "This is a blocking asset check." in detail and "Partition\nv1" in detail, detail
+        assert "15000 documents, source selects 15000" in detail
+
+        # freshness: green after the sync
+        shown(page, "/assets/catalogue_index", "Freshness policy", "Passing", name="fresh")
+
+        # the change has waited longer than the warning window; observing the source judges it
+        time.sleep(max(0.0, committed + 62 - time.monotonic()))
+        shown(page, "/assets/catalogue_source", "Observe", name="source")
+        page.get_by_role("button", name="Observe").first.click()
+        page.get_by_text("Launched run").wait_for()
+        observe_run = dagster_dev.instance.get_runs(limit=1)[0]
+        assert dagster_dev.wait_for_run(observe_run.run_id) == "SUCCESS"
+        source = shown(page, "/assets/catalogue_source", "waiting_rows", name="observed")
+        assert "Never observed" not in source
+        assert "freshness WARN: oldest unapplied change" in source, source
+        overview = shown(page, "/assets/catalogue_index", "Freshness policy", "Warning", name="warned")
+        assert "Passing" not in overview, overview
+        browser.close()
 
 
 def test_two_runs_never_sync_at_once(dagster_dev: DagsterDev) -> None:

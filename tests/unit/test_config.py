@@ -118,6 +118,7 @@ def test_writes_in_flight_are_a_whole_number_of_at_least_one() -> None:
         ("ETL_FOLLOW_POLL_S", "0", "ETL_FOLLOW_POLL_S='0' must be more than 0"),
         ("ETL_SCHEDULE_CRON", "every minute", "ETL_SCHEDULE_CRON='every minute' must be a cron expression"),
         ("ETL_MAX_LAG_ROWS", "-1", "ETL_MAX_LAG_ROWS='-1' must be at least 0"),
+        ("ETL_FRESHNESS_WARN_S", "30", "ETL_FRESHNESS_WARN_S='30' must be at least 60"),
         (
             "ETL_FRESHNESS_FAIL_S",
             "120",
