@@ -172,8 +172,9 @@ def sync(
         {v.key: VersionTotals(cursor=starts.get(v.key)) for v in versions},
         watermark.below,
     )
-    with fewer_collections(extractor.page_size):
+    with fewer_collections(extractor.page_size) as page_done:
         for progress in pipeline(pages):
+            page_done()  # the page is acknowledged and checkpointed: a collection, now and then
             result.pages += 1
             for key, vp in progress.versions.items():
                 totals = result.versions[key]

@@ -1,15 +1,24 @@
-"""The sync's collector setting: fewer collections while pages are in flight, restored after."""
+"""The sync's collector setting: no collections while pages are in flight, one at page boundaries
+now and then, the interpreter's setting restored after."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from etl_core import sync
-from etl_core.flow.collector import fewer_collections, threshold_for, tune_for_syncs
+from etl_core.flow import collector
+from etl_core.flow.collector import (
+    fewer_collections,
+    pages_between_collections,
+    threshold_for,
+    tune_for_syncs,
+)
+from etl_core.model.records import PageProgress
 from tests.unit.fakes import ListExtractor, MemoryCursorStore, MemoryDeadLetters, MemorySink, at
 from tests.unit.models import SOURCE, version
 
@@ -28,13 +37,14 @@ def _rows() -> list[tuple[Any, ...]]:
     return [(i, f"item {i}", i % 7, at(i / 10), None) for i in range(1, 20_001)]
 
 
-def _sync_20k(rows: list[tuple[Any, ...]]) -> None:
+def _sync_20k(rows: list[tuple[Any, ...]], on_page: Any = None) -> None:
     result = sync(
         [version("v1"), version("v2")],
         extractor=ListExtractor(SOURCE, rows, page_size=1000),
         sink=MemorySink(),
         dead_letters=MemoryDeadLetters(),
         cursors=MemoryCursorStore(),
+        on_page=on_page,
     )
     assert result.versions["v1"].indexed == result.versions["v2"].indexed == 20_000
 
@@ -67,13 +77,70 @@ def test_a_sync_of_pages_in_flight_runs_almost_no_collections(tuned: None, colle
     assert gc.get_threshold() == before
 
 
+class _Cycle:
+    """Garbage only the collector frees: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_young_generations_are_collected_at_page_boundaries(
+    tuned: None, collections: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``COLLECT_EVERY_ROWS`` rows, once a page is checkpointed: the little cyclic garbage a
+    sync makes is freed while it runs (peak RSS flat in the rows synced), and the collections
+    stay few (none of them while a page is half built)."""
+    monkeypatch.setattr(collector, "COLLECT_EVERY_ROWS", 5_000)  # every 5 pages of 1 000
+    assert pages_between_collections(1000) == 5
+    rows = _rows()
+    pages: list[int] = []
+    at_collection: list[tuple[int, int]] = []  # (pages checkpointed, generation)
+    garbage: list[weakref.ref[_Cycle]] = []
+    collected_by: dict[int, int] = {}  # page that made the garbage -> pages checkpointed when gone
+
+    def on_page(progress: PageProgress) -> None:
+        pages.append(len(pages) + 1)
+        for made, ref in enumerate(garbage, start=1):
+            if ref() is None:
+                collected_by.setdefault(made, len(pages))
+        garbage.append(weakref.ref(_Cycle()))
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop":
+            at_collection.append((len(pages), int(info["generation"])))
+
+    collections.clear()
+    gc.callbacks.append(seen)
+    try:
+        _sync_20k(rows, on_page)
+    finally:
+        gc.callbacks.remove(seen)
+    assert len(pages) == 20
+    at_boundaries = [p for p, generation in at_collection if generation == 1]
+    assert at_boundaries == [5, 10, 15, 20], at_collection
+    assert len(collections) <= 3 + 4, collections
+    # the garbage of pages 1-5 is gone by page 6's checkpoint, that of 6-10 by page 11's…
+    assert all(collected_by[made] <= (made + 4) // 5 * 5 + 1 for made in range(1, 16)), collected_by
+    assert all(ref() is None for ref in garbage)
+
+
+def test_a_collection_at_page_boundaries_every_so_many_rows() -> None:
+    assert pages_between_collections(1000) == collector.COLLECT_EVERY_ROWS // 1000
+    assert pages_between_collections(collector.COLLECT_EVERY_ROWS * 2) == 1  # at least every page
+    assert pages_between_collections(0) == collector.COLLECT_EVERY_ROWS
+
+
 def test_an_embedding_application_keeps_its_own_collector_setting(collections: list[int]) -> None:
     """A library does not change the whole process: without the opt-in a sync leaves the
     threshold alone, and the interpreter collects as it always does."""
     tune_for_syncs(False)  # as a process that never opted in (a Dagster run in this one did)
     before = gc.get_threshold()
-    with fewer_collections(1000):
+    with fewer_collections(1000) as page_done:
         assert gc.get_threshold() == before
+        collections.clear()
+        for _ in range(pages_between_collections(1000)):
+            page_done()
+        assert collections == []  # nor collects at page boundaries
     rows = _rows()
     collections.clear()  # those that building the table ran
     _sync_20k(rows)
