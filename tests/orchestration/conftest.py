@@ -145,8 +145,12 @@ class Project:
             instance=self.instance, tags={"dagster/partition": partition}, raise_on_error=False
         )
         evaluations = result.get_asset_check_evaluations()
-        # the run is red exactly when a check that guards the cut-over failed (they block)
-        assert result.success == all(e.passed for e in evaluations if e.blocking), result.all_events
+        # the run is red exactly when a blocking check of ERROR severity failed (a lag that heals
+        # by itself warns, and still stops the cut-over)
+        red = [
+            e.check_name for e in evaluations if e.blocking and not e.passed and e.severity.value == "ERROR"
+        ]
+        assert result.success == (not red), red
         return {e.check_name: (e.passed, e.description) for e in evaluations}
 
     def observation(self, partition: str) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def project_checks(project: Project) -> list[AssetCheckEvaluation]:
     assert project.defs is not None
     with project.pinned():
         job = project.defs.resolve_job_def("catalogue_validate")
-    result = job.execute_in_process(instance=project.instance, tags={"dagster/partition": "v1"})
-    assert result.success
+    # a failed blocking check fails the run; the evaluations are what these tests read
+    result = job.execute_in_process(
+        instance=project.instance, tags={"dagster/partition": "v1"}, raise_on_error=False
+    )
     return list(result.get_asset_check_evaluations())

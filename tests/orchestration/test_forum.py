@@ -77,6 +77,10 @@ def test_the_default_code_location_serves_the_forum_beside_the_catalogue() -> No
     from orchestration.definitions import defs
 
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.sensor_defs} == {"catalogue_migration_planner", "forum_migration_planner"}
+    assert {s.name for s in repo.sensor_defs} == {
+        f"{source}_{sensor}"
+        for source in ("catalogue", "forum")
+        for sensor in ("migration_planner", "validate_caught_up")
+    }
     keys = {"/".join(k.path) for k in repo.asset_graph.get_all_asset_keys()}
     assert {"catalogue_index", "forum_index", "forum_source"} <= keys
