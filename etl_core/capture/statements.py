@@ -14,7 +14,7 @@ Each statement also returns its own snapshot: the external version of every docu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -72,11 +72,20 @@ def seen(log: TableClause, snapshot: Snapshot) -> ColumnElement[bool]:
 
 
 def backfill_statement(
-    src: Subquery, fields: tuple[str, ...], key: str, after: Key | None, limit: int, until: Key | None = None
+    src: Subquery,
+    fields: tuple[str, ...],
+    key: str,
+    after: Key | None,
+    limit: int,
+    until: Key | None = None,
+    built: Sequence[ColumnElement[Any]] = (),
 ) -> Select[Any]:
     """A keyset page of the source by key (up to ``until``, inclusive, for a shard), with the
-    statement's snapshot as its first column."""
-    stmt = select(select(SNAPSHOT).scalar_subquery().label("etl_snapshot"), *(src.c[f] for f in fields))
+    statement's snapshot as its first column and the lane's SQL-built columns (``built``, over
+    ``src``) after the fields."""
+    stmt = select(
+        select(SNAPSHOT).scalar_subquery().label("etl_snapshot"), *(src.c[f] for f in fields), *built
+    )
     if after is not None:
         stmt = stmt.where(src.c[key] > after)
     if until is not None:
@@ -126,6 +135,7 @@ def log_page_statement(
     batch: Snapshot | None,
     after: Key | None,
     limit: int,
+    built: Sequence[ColumnElement[Any]] = (),
 ) -> Select[Any]:
     """The next ``limit`` root keys after ``after`` of the batch ``since`` → ``batch``, joined to
     the source by key: one row per document (its source columns NULL when the row is gone), each
@@ -146,6 +156,7 @@ def log_page_statement(
             snap.c.snapshot.label("etl_snapshot"),
             page.c.root.label("etl_root"),
             *(src.c[f] for f in fields),
+            *built,
             snap.c.truncated.label("etl_truncated"),
         )
         .select_from(snap.outerjoin(page, true()).outerjoin(src, src.c[key] == page.c.root))
