@@ -155,7 +155,9 @@ def sync(
         start=start and start.to_json(),
         watermark=str(watermark.below),
     )
-    built = BuiltColumns.of(versions)  # documents and predicates built in PostgreSQL, if any
+    # documents and predicates built in PostgreSQL, if any (a lane built wholly in SQL reads only
+    # the key, the change column and the delete flag into Python)
+    built = BuiltColumns.of(versions, (source.key, source.changed, source.deleted))
     pages: Iterator[Page[R]] = extractor.changes(starts, watermark, shard, built)
 
     pipeline = compose(

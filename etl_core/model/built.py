@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, Text, cast, func, literal
+from sqlalchemy import String, Text, cast, func, literal, null
 from sqlalchemy.sql import ColumnElement
 
 if TYPE_CHECKING:
@@ -47,9 +47,16 @@ class BuiltColumns:
     expressions: tuple[tuple[str, SqlExpression, bool], ...] = ()
     """(label, builder, is_document): a document is selected as its JSON's UTF-8 bytes."""
     slots: Mapping[str, Slots] = field(default_factory=dict)
+    keep: frozenset[str] | None = None
+    """The record fields Python still reads, when every version of the lane is built in SQL
+    (the key, the change column, the delete flag); the others are selected as NULL, so the page
+    does not ship and decode what nothing reads. None: the whole record."""
 
     @classmethod
-    def of(cls, versions: Iterable[IndexVersion[Any]]) -> BuiltColumns:
+    def of(cls, versions: Iterable[IndexVersion[Any]], keep: Iterable[str | None] = ()) -> BuiltColumns:
+        """The lane's columns; ``keep``: the fields a change needs whatever the documents (the
+        source's key, change column and delete flag), for a lane built wholly in SQL."""
+        versions = list(versions)
         expressions: list[tuple[str, SqlExpression, bool]] = []
         slots: dict[str, Slots] = {}
         for v in versions:
@@ -62,7 +69,18 @@ class BuiltColumns:
                 expressions.append((f"etl_wants_{v.key}", v.predicate_sql, False))
             if document is not None or predicate is not None:
                 slots[v.key] = Slots(document, predicate)
-        return cls(tuple(expressions), slots)
+        lean = bool(versions) and all(
+            v.document_sql is not None and (v.predicate is None or v.predicate_sql is not None)
+            for v in versions
+        )
+        kept = frozenset(f for f in keep if f is not None) if lean and keep else None
+        return cls(tuple(expressions), slots, kept)
+
+    def record(self, columns: Columns, fields: Iterable[str]) -> list[ColumnElement[Any]]:
+        """The record's columns over ``columns`` (a statement's subquery), in field order: NULL
+        for a field no one reads in a lane built wholly in SQL."""
+        keep = self.keep
+        return [columns[f] if keep is None or f in keep else null().label(f) for f in fields]
 
     def __bool__(self) -> bool:
         return bool(self.expressions)

@@ -163,7 +163,7 @@ class Source(Generic[R]):
         where: list[ColumnElement[bool]] = [changed < below]
         if after is not None:
             where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
-        columns = [*(src.c[f] for f in self._fields), *built.select(src.c)]
+        columns = [*built.record(src.c, self._fields), *built.select(src.c)]
         return select(*columns).where(*where).order_by(changed, key).limit(limit)
 
     def head_statement(self) -> Select[Any, Any]:

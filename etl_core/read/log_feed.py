@@ -132,9 +132,8 @@ class LogFeed(Generic[R]):
     ) -> Iterator[RawPage]:
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
-        extra = built.select(src.c)
         while True:
-            stmt = backfill_statement(src, fields, key, last_key, reader.page_size, until, extra)
+            stmt = backfill_statement(src, fields, key, last_key, reader.page_size, until, built)
             rows = reader.run("backfill page", stmt)
             if rows:
                 reader.rows += len(rows)
@@ -158,10 +157,9 @@ class LogFeed(Generic[R]):
         by then, however long other transactions stay open. ``last``: the feed ends with it."""
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
-        extra = built.select(src.c)
         while True:
             stmt = log_page_statement(
-                src, fields, key, self.tracking, since, batch, after, reader.page_size, extra
+                src, fields, key, self.tracking, since, batch, after, reader.page_size, built
             )
             rows = reader.run("log page", stmt)
             read = Snapshot.parse(rows[0][0])
