@@ -12,10 +12,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+from sqlalchemy import Float, String, case, cast, func, literal, null
+from sqlalchemy.dialects.postgresql import JSONPATH
 
 from catalogue.source import Product
 from etl_core import IndexVersion
+from etl_core.model.built import isoformat
 
 
 class MissingField(ValueError):
@@ -167,3 +172,50 @@ V3: IndexVersion[Product] = IndexVersion(
 )
 
 VERSIONS: tuple[IndexVersion[Product], ...] = (V1, V2, V3)
+
+
+# --- The same documents built in PostgreSQL (etl_core.model.built): opt-in twins of v1 and v3 ---
+# The page query returns each document as JSON; Python only frames the _bulk line. The Python
+# transforms above stay their definition: validation compares every document with them, which is
+# how these twins are proved equal (tests/integration/test_sql_documents.py), and the benchmark
+# runs v1 and v1sql on the same rows (benchmarks/run.py).
+
+
+def _names(c: Any) -> Any:
+    """The categories' names, in the jsonb array's order: ``[c["name"] for c in p.categories]``."""
+    return func.jsonb_path_query_array(c.categories, cast(literal("$[*].name", String), JSONPATH))
+
+
+def v1_document_sql(c: Any) -> Any:
+    """:func:`v1_document` as one ``json_build_object`` (NULL, so a dead letter, without a name)."""
+    document = func.json_build_object(
+        "sku", c.sku,
+        "name", c.name,
+        "description", c.description,
+        "brand", c.brand,
+        "price_cents", c.price_cents,
+        "currency", c.currency,
+        "stock", c.stock,
+        "categories", _names(c),
+        "updated_at", isoformat(c.updated_at),
+    )  # fmt: skip
+    return case((c.name.is_(None), null()), else_=document)
+
+
+def v3_document_sql(c: Any) -> Any:
+    """:func:`v3_document`: the price divided in float8, as Python divides."""
+    price = case((c.price_cents.is_(None), null()), else_=cast(c.price_cents, Float(53)) / 100)
+    document = func.json_build_object(
+        "title", c.name, "brand", c.brand, "price", price, "categories", _names(c)
+    )
+    return case((c.name.is_(None), null()), else_=document)
+
+
+V1_SQL: IndexVersion[Product] = replace(V1, key="v1sql", index="products_v1sql", document_sql=v1_document_sql)
+V3_SQL: IndexVersion[Product] = replace(
+    V3,
+    key="v3sql",
+    index="products_v3sql",
+    document_sql=v3_document_sql,
+    predicate_sql=lambda c: c.stock > 0,
+)

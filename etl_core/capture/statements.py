@@ -40,6 +40,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.sql.selectable import CTE, Subquery, TableClause
 
 from etl_core.capture.triggers import Tracking
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Key, LogCursor
 from etl_core.model.snapshot import Snapshot
 
@@ -72,11 +74,22 @@ def seen(log: TableClause, snapshot: Snapshot) -> ColumnElement[bool]:
 
 
 def backfill_statement(
-    src: Subquery, fields: tuple[str, ...], key: str, after: Key | None, limit: int, until: Key | None = None
+    src: Subquery,
+    fields: tuple[str, ...],
+    key: str,
+    after: Key | None,
+    limit: int,
+    until: Key | None = None,
+    built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> Select[Any]:
     """A keyset page of the source by key (up to ``until``, inclusive, for a shard), with the
-    statement's snapshot as its first column."""
-    stmt = select(select(SNAPSHOT).scalar_subquery().label("etl_snapshot"), *(src.c[f] for f in fields))
+    statement's snapshot as its first column and the lane's SQL-built columns (``built``) after
+    the fields."""
+    stmt = select(
+        select(SNAPSHOT).scalar_subquery().label("etl_snapshot"),
+        *built.record(src.c, fields),
+        *built.select(src.c),
+    )
     if after is not None:
         stmt = stmt.where(src.c[key] > after)
     if until is not None:
@@ -126,6 +139,7 @@ def log_page_statement(
     batch: Snapshot | None,
     after: Key | None,
     limit: int,
+    built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> Select[Any]:
     """The next ``limit`` root keys after ``after`` of the batch ``since`` → ``batch``, joined to
     the source by key: one row per document (its source columns NULL when the row is gone), each
@@ -145,7 +159,8 @@ def log_page_statement(
         select(
             snap.c.snapshot.label("etl_snapshot"),
             page.c.root.label("etl_root"),
-            *(src.c[f] for f in fields),
+            *built.record(src.c, fields),
+            *built.select(src.c),
             snap.c.truncated.label("etl_truncated"),
         )
         .select_from(snap.outerjoin(page, true()).outerjoin(src, src.c[key] == page.c.root))

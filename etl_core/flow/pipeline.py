@@ -19,6 +19,7 @@ from etl_core.flow.prefetch import prefetch
 from etl_core.flow.progress import advance, checkpoint
 from etl_core.flow.route import route
 from etl_core.logs import event
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import LogCursor, Position, lowest, merge
 from etl_core.model.protocols import CursorStore, DeadLetterStore, PageSource, Sink
 from etl_core.model.records import Counts, Page, PageProgress, Shard
@@ -154,10 +155,13 @@ def sync(
         start=start and start.to_json(),
         watermark=str(watermark.below),
     )
-    pages: Iterator[Page[R]] = extractor.changes(starts, watermark, shard)
+    # documents and predicates built in PostgreSQL, if any (a lane built wholly in SQL reads only
+    # the key, the change column and the delete flag into Python)
+    built = BuiltColumns.of(versions, (source.key, source.changed, source.deleted))
+    pages: Iterator[Page[R]] = extractor.changes(starts, watermark, shard, built)
 
     pipeline = compose(
-        route(versions, starts, source.record_to_json),
+        route(versions, starts, source.record_to_json, built),
         prefetch(prefetch_pages),
         load(sink, source.record_to_json, new_indices, prune=exclusive, in_flight=in_flight),
         park_dead_letters(dead_letters),

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns, Slots
 from etl_core.model.cursor import Cursor, Position
 from etl_core.model.records import Action, Change, DeadLetter, Page, RoutedPage, VersionBatch
 from etl_core.model.versions import IndexVersion
@@ -39,11 +41,13 @@ def route_page(
     versions: Sequence[IndexVersion[R]],
     starts: Mapping[str, Position | None],
     payload_of: Callable[[R], Mapping[str, Any]],
+    built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> RoutedPage[R]:
     """Each version gets the records strictly after its own cursor: a version that is ahead
     skips what it has already acknowledged; a record its predicate rejects becomes a delete (it may
     have matched before). A page's changes are in change order, so when its first change is
-    past the version's cursor every one is, and no change is compared."""
+    past the version's cursor every one is, and no change is compared. A version whose document
+    (or predicate) PostgreSQL built takes it from the row's built columns (``built``)."""
     batches: dict[str, VersionBatch] = {}
     first = page.changes[0].position if page.changes else None
     for version in versions:
@@ -51,6 +55,11 @@ def route_page(
         if start is not None and first is not None and first > start:
             start = None  # the whole page is past the cursor
         batch = VersionBatch(version.key, starts.get(version.key))
+        slots = built.slots.get(version.key)
+        if slots is not None:
+            _route_built(page, version, start, slots, batch, payload_of)
+            batches[version.key] = batch
+            continue
         append = batch.actions.append
         for change in page.changes:
             if start is not None and change.position <= start:
@@ -77,13 +86,67 @@ def route_page(
     return RoutedPage(page, batches)
 
 
+def _route_built(
+    page: Page[R],
+    version: IndexVersion[R],
+    start: Position | None,
+    slots: Slots,
+    batch: VersionBatch,
+    payload_of: Callable[[R], Mapping[str, Any]],
+) -> None:
+    """:func:`route_page` for a version with SQL-built columns: the document's JSON bytes as
+    PostgreSQL wrote them (a NULL one is a dead letter), the predicate's boolean."""
+    append = batch.actions.append
+    document, predicate = slots.document, slots.predicate
+    for change in page.changes:
+        if start is not None and change.position <= start:
+            continue
+        doc_id, record = str(change.key), change.record
+        if change.deleted or record is None:
+            append(Action(version.key, version.index, "delete", doc_id, change.external, None))
+            continue
+        wanted = change.built[predicate] if predicate is not None else version.wants(record)
+        if not wanted:
+            append(Action(version.key, version.index, "delete", doc_id, change.external, None))
+            continue
+        if document is None:
+            try:
+                body = serialise(version.transform(record))
+            except Exception as exc:
+                batch.dead_letters.append(
+                    DeadLetter(
+                        version.key,
+                        doc_id,
+                        f"transform: {type(exc).__name__}: {exc}",
+                        changed_at(change),
+                        payload_of(record),
+                    )
+                )
+                continue
+        else:
+            body = change.built[document]
+            if body is None:
+                batch.dead_letters.append(
+                    DeadLetter(
+                        version.key,
+                        doc_id,
+                        "document_sql: PostgreSQL built no document (NULL) for this row",
+                        changed_at(change),
+                        payload_of(record),
+                    )
+                )
+                continue
+        append(Action(version.key, version.index, "index", doc_id, change.external, body))
+
+
 def route(
     versions: Sequence[IndexVersion[R]],
     starts: Mapping[str, Position | None],
     payload_of: Callable[[R], Mapping[str, Any]],
+    built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> Callable[[Iterator[Page[R]]], Iterator[RoutedPage[R]]]:
     def stage(pages: Iterator[Page[R]]) -> Iterator[RoutedPage[R]]:
         for page in pages:
-            yield route_page(page, versions, starts, payload_of)
+            yield route_page(page, versions, starts, payload_of, built)
 
     return stage

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Position
 from etl_core.model.records import Action, DeadLetter, Lag, Outcome, Page, Shard, Watermark
 from etl_core.model.versions import IndexVersion
@@ -25,9 +27,14 @@ class ChangeFeed(Protocol[R]):
         ...
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[R]]:
-        """A lane's pages, normalised, from where its versions stand up to ``head``."""
+        """A lane's pages, normalised, from where its versions stand up to ``head``; each row with
+        the lane's SQL-built columns (``built``) when it has any."""
         ...
 
     def lag(self, cursors: Mapping[str, Position | None]) -> Lag: ...
@@ -72,7 +79,11 @@ class PageSource(Protocol[R]):
     def watermark(self) -> Watermark: ...
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[R]]: ...
 
 

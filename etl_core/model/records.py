@@ -22,6 +22,9 @@ class Change(NamedTuple, Generic[R]):
     external: int
     deleted: bool
     record: R | None
+    built: tuple[Any, ...] = ()
+    """The row's SQL-built columns (:class:`etl_core.model.built.BuiltColumns`), when its lane has
+    any: documents as JSON bytes, predicates as booleans."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from sqlalchemy.sql.selectable import Subquery
 
 from etl_core.capture.triggers import Tracking
 from etl_core.errors import ConfigError
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Cursor
 
 R = TypeVar("R")
@@ -151,14 +153,18 @@ class Source(Generic[R]):
     def _subquery(self) -> Subquery:
         return self.selectable.subquery(f"{self.name}_src")
 
-    def page_statement(self, after: Cursor | None, below: datetime, limit: int) -> Select[Any]:
-        """The one statement per page: keyset on ``(changed, key)``, bounded by the watermark."""
+    def page_statement(
+        self, after: Cursor | None, below: datetime, limit: int, built: BuiltColumns = NO_BUILT_COLUMNS
+    ) -> Select[Any]:
+        """The one statement per page: keyset on ``(changed, key)``, bounded by the watermark;
+        the record's fields, then the lane's SQL-built columns."""
         src = self._subquery()
         changed, key = src.c[self.changed_column], src.c[self.key]
         where: list[ColumnElement[bool]] = [changed < below]
         if after is not None:
             where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
-        return select(*(src.c[f] for f in self._fields)).where(*where).order_by(changed, key).limit(limit)
+        columns = [*built.record(src.c, self._fields), *built.select(src.c)]
+        return select(*columns).where(*where).order_by(changed, key).limit(limit)
 
     def head_statement(self) -> Select[Any, Any]:
         """The newest change position, by a backward walk of the keyset index (not ``max()``,

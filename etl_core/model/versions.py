@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from etl_core.errors import ConfigError
+from etl_core.model.built import SqlExpression
 from etl_core.model.probe import fields_read
 
 R = TypeVar("R")
@@ -50,6 +51,14 @@ class IndexVersion(Generic[R]):
     with a grace period before the index is deleted)."""
     needs: frozenset[str] = frozenset()
     """Record fields the transform reads; checked against the source at load time."""
+    document_sql: SqlExpression | None = None
+    """The document built in PostgreSQL, opt-in (:mod:`etl_core.model.built`): a function of the
+    source's columns returning a JSON expression (``func.json_build_object(...)``), added to the
+    lane's page query; ``transform`` stays the definition that validation, reconcile and replay
+    use, so it must build the same document. NULL for a row makes it a dead letter."""
+    predicate_sql: SqlExpression | None = None
+    """``predicate`` evaluated in PostgreSQL (a boolean expression of the source's columns); when
+    set, syncs use it instead of ``predicate``, which must agree with it."""
 
     def __post_init__(self) -> None:
         if not _KEY.match(self.key):
@@ -63,6 +72,13 @@ class IndexVersion(Generic[R]):
             )
         if not callable(self.transform):
             raise ConfigError(f"version {self.key!r}: transform must be a function record → dict")
+        for name in ("document_sql", "predicate_sql"):
+            built = getattr(self, name)
+            if built is not None and not callable(built):
+                raise ConfigError(
+                    f"version {self.key!r}: {name} must be a function of the source's columns "
+                    "returning a SQLAlchemy expression (lambda c: func.json_build_object(...))"
+                )
         if self.mappings and not isinstance(self.mappings.get("properties", {}), Mapping):
             raise ConfigError(f"version {self.key!r}: mappings.properties must be an object")
 

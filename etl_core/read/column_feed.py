@@ -13,6 +13,8 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from etl_core.errors import ConfigError
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Cursor, Position, external_version, lowest
 from etl_core.model.records import Change, Lag, Page, Shard, Watermark
 from etl_core.model.source import WATERMARK_SQL, Source
@@ -45,7 +47,11 @@ class ColumnFeed(Generic[R]):
         return Watermark(below=row[0], now=row[1])
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[R]]:
         if shard is not None:
             raise ConfigError(
@@ -54,15 +60,20 @@ class ColumnFeed(Generic[R]):
             )
         start = lowest(list(starts.values()))
         assert isinstance(head.below, datetime)
-        return normalise(self.source, self.pages(start if isinstance(start, Cursor) else None, head.below))
+        after = start if isinstance(start, Cursor) else None
+        return normalise(self.source, self.pages(after, head.below, built))
 
-    def pages(self, after: Cursor | None, below: datetime) -> Iterator[Sequence[Any]]:
-        """Raw row pages in change order, strictly after ``after`` and strictly below ``below``."""
+    def pages(
+        self, after: Cursor | None, below: datetime, built: BuiltColumns = NO_BUILT_COLUMNS
+    ) -> Iterator[Sequence[Any]]:
+        """Raw row pages in change order, strictly after ``after`` and strictly below ``below``
+        (the source's fields, then ``built``'s columns)."""
         reader = self.reader
         reader.drained = False
         changed = self.source.changed_column
         while True:
-            rows = reader.run("page", self.source.page_statement(after, below, reader.page_size))
+            stmt = self.source.page_statement(after, below, reader.page_size, built)
+            rows = reader.run("page", stmt)
             reader.rows += len(rows)
             if len(rows) < reader.page_size:
                 reader.drained = True  # known before the last page is handed on
@@ -113,12 +124,15 @@ def normalise(source: Source[R], pages: Iterator[Sequence[Any]]) -> Iterator[Pag
     position = source.position_getter()
     is_deleted = source.deleted_getter()
     key_of = attrgetter(source.key)
+    width = len(source.fields)
     for number, rows in enumerate(pages, start=1):
         changes = []
+        built = len(rows[0]) > width  # the lane's SQL-built columns follow the fields
         for row in rows:
-            record = make(*row)
+            record = make(*row[:width]) if built else make(*row)
             at = position(record)
+            extra = tuple(row[width:]) if built else ()
             changes.append(
-                Change(key_of(record), at, external_version(at.changed_at), is_deleted(record), record)
+                Change(key_of(record), at, external_version(at.changed_at), is_deleted(record), record, extra)
             )
         yield Page(number, changes, changes[-1].position)

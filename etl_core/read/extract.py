@@ -19,6 +19,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from etl_core.errors import SourceRefused, SourceUnavailable
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Position
 from etl_core.model.protocols import ChangeFeed
 from etl_core.model.records import Lag, Page, Shard, Watermark
@@ -104,10 +106,15 @@ class Extractor(Generic[R]):
         return self.feed.head()
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[R]]:
-        """The lane's pages from where its versions stand (``starts``) up to ``head``."""
-        return self.feed.changes(starts, head, shard)
+        """The lane's pages from where its versions stand (``starts``) up to ``head``, with the
+        lane's SQL-built columns (``built``) in the same statements."""
+        return self.feed.changes(starts, head, shard, built)
 
     def lag(self, cursors: Mapping[str, Position | None]) -> Lag:
         """Per version, how many changes it still has to read and how old the oldest is: one

@@ -29,6 +29,8 @@ from etl_core.capture.statements import (
 from etl_core.capture.triggers import Tracking
 from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.logs import event
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Key, LogCursor, Position
 from etl_core.model.records import Change, Lag, Page, Shard, Watermark
 from etl_core.model.snapshot import Snapshot, earliest
@@ -65,19 +67,23 @@ class LogFeed(Generic[R]):
         return Watermark(below=Snapshot.parse(row[0]), now=row[1])
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[R]]:
         """A lane's pages from where its versions stand; for ``shard``, that shard's key range
         under the plan's snapshot, without a hand-over (``starts`` are the shard's own)."""
         if shard is None:
             assert isinstance(head.below, Snapshot)
-            return normalise_capture(self.source, self.pages(*capture_start(starts, head.below)))
+            return normalise_capture(self.source, self.pages(*capture_start(starts, head.below), built=built))
         positions = [c for c in starts.values() if isinstance(c, LogCursor)]
         begun = min(positions) if len(positions) == len(starts) else None
         if begun is not None and not begun.backfilling:
             return iter(())  # this shard is done (it handed over): nothing to walk
         first = LogCursor.backfill(shard.after, shard.snapshot) if shard.after is not None else None
-        raw = self.pages(begun or first, shard.snapshot, until=shard.until, hand_over=False)
+        raw = self.pages(begun or first, shard.snapshot, until=shard.until, hand_over=False, built=built)
         return normalise_capture(self.source, raw)
 
     def pages(
@@ -90,6 +96,7 @@ class LogFeed(Generic[R]):
         log: bool = True,
         until: Any = None,
         hand_over: bool = True,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[RawPage]:
         """A backfill by key from ``after`` (when it is a backfill position, or None) under
         ``snapshot``, handing over to the log at it; then the log in snapshot deltas, from the
@@ -102,7 +109,7 @@ class LogFeed(Generic[R]):
         self.reader.drained = False
         position = after
         if position is None or position.backfilling:
-            yield from self._walk(None if position is None else position.key, snapshot, until)
+            yield from self._walk(None if position is None else position.key, snapshot, until, built)
             if not hand_over or not log:
                 self.reader.drained = True
                 if hand_over:
@@ -113,18 +120,20 @@ class LogFeed(Generic[R]):
             position = handed if follow_from is None else lane_start([handed, follow_from])
         since = position.since
         if position.batch is not None:  # a batch a killed run left half delivered: finish it
-            yield from self._batch(since, position.batch, position.key, last=False)
+            yield from self._batch(since, position.batch, position.key, last=False, built=built)
             since = position.batch
         if head is None or head.rank > since.rank:
-            yield from self._batch(since, head, None, last=True)
+            yield from self._batch(since, head, None, last=True, built=built)
         else:
             self.reader.drained = True
 
-    def _walk(self, last_key: Key | None, snapshot: Snapshot, until: Any) -> Iterator[RawPage]:
+    def _walk(
+        self, last_key: Key | None, snapshot: Snapshot, until: Any, built: BuiltColumns = NO_BUILT_COLUMNS
+    ) -> Iterator[RawPage]:
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
         while True:
-            stmt = backfill_statement(src, fields, key, last_key, reader.page_size, until)
+            stmt = backfill_statement(src, fields, key, last_key, reader.page_size, until, built)
             rows = reader.run("backfill page", stmt)
             if rows:
                 reader.rows += len(rows)
@@ -135,7 +144,13 @@ class LogFeed(Generic[R]):
                 return
 
     def _batch(
-        self, since: Snapshot, batch: Snapshot | None, after: Key | None, *, last: bool
+        self,
+        since: Snapshot,
+        batch: Snapshot | None,
+        after: Key | None,
+        *,
+        last: bool,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[RawPage]:
         """The batch ``since`` → ``batch`` in pages of at most ``page_size`` distinct root keys;
         ``batch`` None: up to the snapshot of the batch's first statement, whatever has committed
@@ -143,7 +158,9 @@ class LogFeed(Generic[R]):
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
         while True:
-            stmt = log_page_statement(src, fields, key, self.tracking, since, batch, after, reader.page_size)
+            stmt = log_page_statement(
+                src, fields, key, self.tracking, since, batch, after, reader.page_size, built
+            )
             rows = reader.run("log page", stmt)
             read = Snapshot.parse(rows[0][0])
             if rows[0][-1]:
@@ -296,11 +313,13 @@ def normalise_capture(source: Source[R], pages: Iterator[RawPage]) -> Iterator[P
         version = raw.read.external_version()
         if raw.kind == "backfill":
             snapshot = raw.last.snapshot
+            built = bool(raw.rows) and len(raw.rows[0]) > 1 + width  # SQL-built columns follow
             for row in raw.rows:
-                record = make(*row[1:])
+                record = make(*row[1 : 1 + width])
                 key = key_of(record)
+                extra = tuple(row[1 + width :]) if built else ()
                 changes.append(
-                    Change(key, LogCursor.backfill(key, snapshot), version, is_deleted(record), record)
+                    Change(key, LogCursor.backfill(key, snapshot), version, is_deleted(record), record, extra)
                 )
         elif raw.kind == "log":
             since, batch = raw.last.since, raw.batch
@@ -315,5 +334,6 @@ def normalise_capture(source: Source[R], pages: Iterator[RawPage]) -> Iterator[P
                     changes.append(Change(root, at, version, True, None))
                 else:
                     record = make(*values)
-                    changes.append(Change(root, at, version, is_deleted(record), record))
+                    extra = tuple(row[2 + width : -1])  # SQL-built columns, before the truncations
+                    changes.append(Change(root, at, version, is_deleted(record), record, extra))
         yield Page(number, changes, raw.last, first_visit=raw.kind != "log")

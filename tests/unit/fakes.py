@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from etl_core.errors import SinkUnavailable
+from etl_core.model.built import NONE as NO_BUILT_COLUMNS
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Cursor, Position, lowest, merge
 from etl_core.model.records import Action, DeadLetter, Lag, Outcome, Page, Shard, Watermark
 from etl_core.model.source import Source
@@ -142,9 +144,14 @@ class ListExtractor:
         return Watermark(self.below, self.below)
 
     def changes(
-        self, starts: Mapping[str, Position | None], head: Watermark, shard: Shard | None = None
+        self,
+        starts: Mapping[str, Position | None],
+        head: Watermark,
+        shard: Shard | None = None,
+        built: BuiltColumns = NO_BUILT_COLUMNS,
     ) -> Iterator[Page[Any]]:
         assert shard is None, "the list extractor serves a source with a change column only"
+        assert not built, "documents built in SQL need PostgreSQL (tests/integration/test_sql_documents.py)"
         start = lowest(list(starts.values()))
         assert isinstance(head.below, datetime)
         return normalise(self.source, self.pages(start if isinstance(start, Cursor) else None, head.below))

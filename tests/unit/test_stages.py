@@ -11,6 +11,7 @@ import pytest
 from etl_core import SinkUnavailable, sync
 from etl_core.flow.pipeline import compose
 from etl_core.flow.route import route_page
+from etl_core.model.built import BuiltColumns
 from etl_core.model.cursor import Cursor, external_version
 from etl_core.model.records import Page
 from etl_core.read.column_feed import normalise
@@ -62,6 +63,38 @@ def test_route_filters_by_each_versions_own_cursor_and_predicate() -> None:
     first = b3.actions[0]
     assert first.body is not None and orjson.loads(first.body) == {"name": "one", "qty": 3}
     assert first.external_version == external_version(at(1))
+
+
+def test_a_version_built_in_sql_takes_its_document_and_predicate_from_the_row() -> None:
+    """The page's rows carry the lane's SQL-built columns (normalise keeps what follows the
+    fields); a SQL-built version frames them as they are, a Python one beside it transforms."""
+    built_sql = version("v9", document_sql=lambda c: c.doc, predicate_sql=lambda c: c.qty > 0)
+    python = version("v1")
+    built = BuiltColumns.of([python, built_sql])
+    assert [label for label, _, _ in built.expressions] == ["etl_doc_v9", "etl_wants_v9"]
+    documents = [b'{"n":1}', b'{"n":2}', None, b'{"n":4}', b'{"n":5}']
+    wanted = [True, False, True, True, True]
+    page = page_of([(*row, d, w) for row, d, w in zip(ROWS, documents, wanted, strict=True)])
+    assert page.changes[0].record == Item(1, "one", 3, at(1), None)  # the built columns stay apart
+
+    routed = route_page(page, [python, built_sql], {"v1": None, "v9": None}, SOURCE.record_to_json, built)
+
+    b9 = routed.batches["v9"]
+    assert [(a.id, a.op, a.body) for a in b9.actions] == [
+        ("1", "index", b'{"n":1}'),  # PostgreSQL's bytes, not re-serialised
+        ("2", "delete", None),  # its SQL predicate is false
+        ("4", "delete", None),  # soft-deleted: no document whatever SQL built
+        ("5", "index", b'{"n":5}'),
+    ]
+    assert [(d.key, d.reason) for d in b9.dead_letters] == [
+        ("3", "document_sql: PostgreSQL built no document (NULL) for this row")
+    ]
+    assert [(a.id, a.op) for a in routed.batches["v1"].actions] == [
+        ("1", "index"),
+        ("2", "index"),
+        ("4", "delete"),
+        ("5", "index"),
+    ]
 
 
 def test_pipeline_reads_each_page_once_for_all_versions() -> None:
