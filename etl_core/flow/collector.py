@@ -15,7 +15,7 @@ the statements SQLAlchemy builds for it, a retry policy): it piled up between th
 collections, and peak RSS grew with the rows synced. So the sync also calls back once each page
 is acknowledged and checkpointed, and every :data:`COLLECT_EVERY_ROWS` rows that collects the two
 young generations (``gc.collect(1)``): what is young then is the garbage and the few pages in
-flight, so a collection costs about one traversal of them, a few milliseconds, once per 50 pages
+flight, so a collection costs about one traversal of them, a few milliseconds, once per 100 pages
 of 1 000 rows (benchmarks/README.md, "Memory").
 
 The collector belongs to the process, not to a library: a sync changes it only where the process
@@ -38,7 +38,7 @@ one above 50 000 (benchmarks/README.md)."""
 
 MAX_THRESHOLD = 1_000_000
 
-COLLECT_EVERY_ROWS = 50_000
+COLLECT_EVERY_ROWS = 100_000
 """Rows between two collections at page boundaries (at least every page)."""
 
 _lock = threading.Lock()
