@@ -71,19 +71,26 @@ def route_page(
             try:
                 body = serialise(version.transform(record))
             except Exception as exc:  # a bad row must not stop the page: it becomes a letter
-                batch.dead_letters.append(
-                    DeadLetter(
-                        version.key,
-                        doc_id,
-                        f"transform: {type(exc).__name__}: {exc}",
-                        changed_at(change),
-                        payload_of(record),
-                    )
-                )
+                batch.dead_letters.append(_letter(version, change, _failed(exc), payload_of))
                 continue
             append(Action(version.key, version.index, "index", doc_id, change.external, body))
         batches[version.key] = batch
     return RoutedPage(page, batches)
+
+
+NO_SQL_DOCUMENT = "document_sql: PostgreSQL built no document (NULL) for this row"
+
+
+def _failed(exc: Exception) -> str:
+    return f"transform: {type(exc).__name__}: {exc}"
+
+
+def _letter(
+    version: IndexVersion[R], change: Change[R], reason: str, payload_of: Callable[[R], Mapping[str, Any]]
+) -> DeadLetter:
+    """The dead letter of a row this version could not build a document of."""
+    assert change.record is not None
+    return DeadLetter(version.key, str(change.key), reason, changed_at(change), payload_of(change.record))
 
 
 def _route_built(
@@ -113,28 +120,12 @@ def _route_built(
             try:
                 body = serialise(version.transform(record))
             except Exception as exc:
-                batch.dead_letters.append(
-                    DeadLetter(
-                        version.key,
-                        doc_id,
-                        f"transform: {type(exc).__name__}: {exc}",
-                        changed_at(change),
-                        payload_of(record),
-                    )
-                )
+                batch.dead_letters.append(_letter(version, change, _failed(exc), payload_of))
                 continue
         else:
             body = change.built[document]
             if body is None:
-                batch.dead_letters.append(
-                    DeadLetter(
-                        version.key,
-                        doc_id,
-                        "document_sql: PostgreSQL built no document (NULL) for this row",
-                        changed_at(change),
-                        payload_of(record),
-                    )
-                )
+                batch.dead_letters.append(_letter(version, change, NO_SQL_DOCUMENT, payload_of))
                 continue
         append(Action(version.key, version.index, "index", doc_id, change.external, body))
 
