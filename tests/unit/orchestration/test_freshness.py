@@ -74,7 +74,7 @@ def test_a_state_is_recorded_only_when_it_changes(rig: Rig) -> None:
     observe(rig)
     records = rig.instance.get_freshness_state_records([INDEX])
     assert records[INDEX].freshness_state == FreshnessState.PASS
-    changes = rig.instance.get_event_records(
+    changes = rig.instance.event_log_storage.get_event_records(
         EventRecordsFilter(event_type=DagsterEventType.FRESHNESS_STATE_CHANGE), limit=10
     )
     assert len(changes) == 1  # a sync and two observations, one state
