@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import resource
 import subprocess
 import sys
 
 import orjson
 from sqlalchemy import text
 
+from benchmarks.rss import peak_rss_kb
 from benchmarks.run import log, prepare_database
 from catalogue.source import CATALOGUE
 from catalogue.versions import VERSIONS
@@ -49,7 +49,7 @@ def child(tag: str) -> None:
             for table in (conns.state.cursors, conns.state.log_cursors, conns.state.dead_letters):
                 conn.execute(table.delete().where(table.c.version.in_([v.key for v in versions])))
         conns.close()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_kb() / 1024  # this process's own, not its parent's (benchmarks.rss)
     sys.stdout.write(orjson.dumps({"peak_rss_mb": round(peak_mb, 1), "dead_letters": letters}).decode())
 
 
