@@ -47,15 +47,17 @@ SEVERITY = {
 }
 
 
+def _shown(value: Any) -> Any:
+    """A check's metadata value as the UI shows it best: JSON for structures, a timestamp for a time."""
+    if isinstance(value, dict | list):
+        return MetadataValue.json(value)
+    if isinstance(value, datetime):
+        return MetadataValue.timestamp(value)
+    return value
+
+
 def _metadata(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: MetadataValue.json(v)
-        if isinstance(v, dict | list)
-        else MetadataValue.timestamp(v)
-        if isinstance(v, datetime)
-        else v
-        for k, v in values.items()
-    }
+    return {k: _shown(v) for k, v in values.items()}
 
 
 def _evaluation(
