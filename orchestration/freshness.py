@@ -99,11 +99,7 @@ def evaluate(
         lag = conns.extractor(spec.source).lag(cursors)
     served_indices = set(conns.sink.alias_targets(spec.read_alias))
     served = {v.key for v in spec.versions if v.index in served_indices}
-    validated: set[str] = set()
-    for k in keys:
-        latest = conns.records.latest_validation(k)
-        if latest is not None and latest[0]:
-            validated.add(k)
+    validated = {k for k, passed in conns.records.latest_outcomes().items() if passed}
     synced = {k for k, c in cursors.items() if c is not None}
     chosen = counted(keys, served, validated, synced)
     return judge({k: lag.seconds_behind(k) for k in chosen}, chosen, policy)

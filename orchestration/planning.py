@@ -71,6 +71,7 @@ def to_validate(instance: DagsterInstance, spec: SourceSpec, engine: SyncService
             return []
         lag = conns.extractor(spec.source).lag(cursors)
         served = set(conns.sink.alias_targets(spec.read_alias))
+        validated = conns.records.latest_outcomes()
         caught_up = [
             k
             for lane in plan_lanes(keys, cursors, lag, spec.close)
@@ -80,9 +81,7 @@ def to_validate(instance: DagsterInstance, spec: SourceSpec, engine: SyncService
         return [
             k
             for k in caught_up
-            if cursors[k] is not None
-            and spec.version(k).index not in served
-            and conns.records.latest_validation(k) is None
+            if cursors[k] is not None and spec.version(k).index not in served and k not in validated
         ]
 
 

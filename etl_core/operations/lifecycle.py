@@ -71,6 +71,13 @@ class MigrationRecords:
         rows = self.state.call("reading validations", lambda: self._rows(stmt))
         return None if not rows else (bool(rows[0][0]), dict(rows[0][1]), rows[0][2])
 
+    def latest_outcomes(self) -> dict[str, bool]:
+        """Whether each validated version's latest validation passed, in one query (versions
+        never validated are absent)."""
+        t = self.state.validations
+        stmt = select(t.c.version, t.c.passed).distinct(t.c.version).order_by(t.c.version, t.c.id.desc())
+        return {v: bool(p) for v, p in self.state.call("reading validations", lambda: self._rows(stmt))}
+
     def retired(self) -> set[str]:
         return set(self.retirements())
 

@@ -311,6 +311,9 @@ class MemoryRecords:
         found = self.validations.get(version)
         return found[-1] if found else None
 
+    def latest_outcomes(self) -> dict[str, bool]:
+        return {v: found[-1][0] for v, found in self.validations.items() if found}
+
     def retired(self) -> set[str]:
         return set(self.retirements())
 
