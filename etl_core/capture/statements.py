@@ -37,6 +37,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import CTE, Subquery, TableClause
 
 from etl_core.capture.triggers import Tracking
@@ -77,14 +78,15 @@ def backfill_statement(
     src: Subquery,
     fields: tuple[str, ...],
     key: str,
-    after: Key | None,
+    after: Key | BindParameter[Any] | None,
     limit: int,
     until: Key | None = None,
     built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> Select[Any]:
     """A keyset page of the source by key (up to ``until``, inclusive, for a shard), with the
     statement's snapshot as its first column and the lane's SQL-built columns (``built``) after
-    the fields."""
+    the fields. ``after``: the last key of the page before (a value, or a parameter for a
+    statement built once and run for every page)."""
     stmt = select(
         select(SNAPSHOT).scalar_subquery().label("etl_snapshot"),
         *built.record(src.c, fields),

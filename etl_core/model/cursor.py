@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import total_ordering
 from typing import Any, NamedTuple, TypeVar
 
+from etl_core.model.construct import positional
 from etl_core.model.snapshot import Snapshot
 
 Key = int | str
@@ -67,7 +68,7 @@ class LogCursor:
 
     @classmethod
     def backfill(cls, key: Key, snapshot: Snapshot) -> LogCursor:
-        return cls(BACKFILL, snapshot, key)
+        return _build(BACKFILL, snapshot, key, None)  # one per row walked: the fast constructor
 
     @classmethod
     def done(cls, snapshot: Snapshot) -> LogCursor:
@@ -75,7 +76,7 @@ class LogCursor:
 
     @classmethod
     def in_batch(cls, since: Snapshot, batch: Snapshot, key: Key) -> LogCursor:
-        return cls(LOG, since, key, batch)
+        return _build(LOG, since, key, batch)  # one per key of a log page
 
     @property
     def backfilling(self) -> bool:
@@ -179,3 +180,6 @@ def external_version(changed_at: datetime) -> int:
         changed_at = changed_at.replace(tzinfo=UTC)
     delta = changed_at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_build = positional(LogCursor)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from etl_core.errors import ConfigError
 from etl_core.model.built import NONE as NO_BUILT_COLUMNS
 from etl_core.model.built import BuiltColumns
+from etl_core.model.construct import positional
 from etl_core.model.cursor import Cursor, Position, external_version, lowest
 from etl_core.model.records import Change, Lag, Page, Shard, Watermark
 from etl_core.model.source import WATERMARK_SQL, Source
@@ -120,7 +121,7 @@ def _seconds(head: Cursor | None, cursor: Cursor | None) -> float:
 
 def normalise(source: Source[R], pages: Iterator[Sequence[Any]]) -> Iterator[Page[R]]:
     """Rows → frozen DTOs, each with its key, change position, external version, delete flag."""
-    make = source.record_type
+    make = positional(source.record_type)
     position = source.position_getter()
     is_deleted = source.deleted_getter()
     key_of = attrgetter(source.key)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 
 from etl_core.capture.statements import (
@@ -31,6 +31,7 @@ from etl_core.errors import SourceRefused, SourceUnavailable
 from etl_core.logs import event
 from etl_core.model.built import NONE as NO_BUILT_COLUMNS
 from etl_core.model.built import BuiltColumns
+from etl_core.model.construct import positional
 from etl_core.model.cursor import Key, LogCursor, Position
 from etl_core.model.records import Change, Lag, Page, Shard, Watermark
 from etl_core.model.snapshot import Snapshot, earliest
@@ -132,9 +133,16 @@ class LogFeed(Generic[R]):
     ) -> Iterator[RawPage]:
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
+        # Two statements for the whole walk, the page's start a parameter: building (and
+        # cache-keying) the statement anew cost more Python per page than decoding its rows.
+        after = bindparam("after", type_=src.c[key].type)
+        first = backfill_statement(src, fields, key, None, reader.page_size, until, built)
+        following = backfill_statement(src, fields, key, after, reader.page_size, until, built)
         while True:
-            stmt = backfill_statement(src, fields, key, last_key, reader.page_size, until, built)
-            rows = reader.run("backfill page", stmt)
+            if last_key is None:
+                rows = reader.run("backfill page", first)
+            else:
+                rows = reader.run("backfill page", following, {"after": last_key})
             if rows:
                 reader.rows += len(rows)
                 last_key = rows[-1]._mapping[key]
@@ -303,7 +311,7 @@ def normalise_capture(source: Source[R], pages: Iterator[RawPage]) -> Iterator[P
     change stands at its key in its batch, so a version that had the batch half delivered skips
     exactly what it has. Every document carries the external version of the snapshot it was read
     under."""
-    make = source.record_type
+    make = positional(source.record_type)
     is_deleted = source.deleted_getter()
     key_of = attrgetter(source.key)
     width = len(source.fields)

@@ -241,6 +241,7 @@ class PostgresCursorStore:
 
     def __init__(self, state: StateSchema) -> None:
         self.state = state
+        self._built: tuple[Executable, Executable] | None = None
 
     def versions(self) -> list[str]:
         """Every version that has a cursor (of either kind)."""
@@ -288,45 +289,54 @@ class PostgresCursorStore:
         return found
 
     def save(self, cursors: Mapping[str, Position]) -> None:
-        by_time = {v: c for v, c in cursors.items() if isinstance(c, Cursor)}
-        by_log = {v: c for v, c in cursors.items() if isinstance(c, LogCursor)}
+        by_time = [
+            {"version": v, "changed_at": c.changed_at, "key": c.key}
+            for v, c in cursors.items()
+            if isinstance(c, Cursor)
+        ]
+        by_log = []
+        for v, c in cursors.items():
+            if isinstance(c, LogCursor):
+                head, key, tail = c.rank_columns()
+                by_log.append({"version": v, "head": head, "key": key, "tail": tail, "position": c.to_json()})
+        time_upsert, log_upsert = self._upserts()
         if by_time:
+            self.state.call("saving cursors", lambda: _execute(self.state.engine, time_upsert, by_time))
+        if by_log:
+            self.state.call("saving cursors", lambda: _execute(self.state.engine, log_upsert, by_log))
+
+    def _upserts(self) -> tuple[Executable, Executable]:
+        """The two monotonic upserts, built once: a sync saves after every page, and building
+        the statement cost more than running it."""
+        if self._built is None:
             table = self.state.cursors
-            stmt = insert(table)
-            stmt = stmt.on_conflict_do_update(
+            by_time = insert(table)
+            by_time = by_time.on_conflict_do_update(
                 index_elements=[table.c.version],
                 set_={
-                    "changed_at": stmt.excluded.changed_at,
-                    "key": stmt.excluded.key,
+                    "changed_at": by_time.excluded.changed_at,
+                    "key": by_time.excluded.key,
                     "saved_at": func.now(),
                 },
                 where=tuple_(table.c.changed_at, table.c.key)
-                < tuple_(stmt.excluded.changed_at, stmt.excluded.key),
+                < tuple_(by_time.excluded.changed_at, by_time.excluded.key),
             )
-            rows = [{"version": v, "changed_at": c.changed_at, "key": c.key} for v, c in by_time.items()]
-            self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, rows))
-        if by_log:
-            table = self.state.log_cursors
-            stmt = insert(table)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.version],
+            log = self.state.log_cursors
+            by_log = insert(log)
+            by_log = by_log.on_conflict_do_update(
+                index_elements=[log.c.version],
                 set_={
-                    "head": stmt.excluded.head,
-                    "key": stmt.excluded.key,
-                    "tail": stmt.excluded.tail,
-                    "position": stmt.excluded.position,
+                    "head": by_log.excluded.head,
+                    "key": by_log.excluded.key,
+                    "tail": by_log.excluded.tail,
+                    "position": by_log.excluded.position,
                     "saved_at": func.now(),
                 },
-                where=tuple_(table.c.head, table.c.key, table.c.tail)
-                < tuple_(stmt.excluded.head, stmt.excluded.key, stmt.excluded.tail),
+                where=tuple_(log.c.head, log.c.key, log.c.tail)
+                < tuple_(by_log.excluded.head, by_log.excluded.key, by_log.excluded.tail),
             )
-            log_rows = []
-            for v, c in by_log.items():
-                head, key, tail = c.rank_columns()
-                log_rows.append(
-                    {"version": v, "head": head, "key": key, "tail": tail, "position": c.to_json()}
-                )
-            self.state.call("saving cursors", lambda: _execute(self.state.engine, stmt, log_rows))
+            self._built = (by_time, by_log)
+        return self._built
 
 
 class PostgresShardPlanStore:
