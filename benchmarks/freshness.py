@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -166,8 +166,10 @@ class TimingSink(OpenSearchSink):
             self.starts.append(time.monotonic())
         return super().ensure_indices(versions)
 
-    def finish_backfill(self, version: IndexVersion[Any]) -> None:
-        super().finish_backfill(version)
+    def finish_backfill(
+        self, versions: Sequence[IndexVersion[Any]], changed: Collection[str] | None = None
+    ) -> None:
+        super().finish_backfill(versions, changed)
         with self.lock:
             self.syncs.append((self.starts[-1], time.monotonic()))
 

@@ -194,8 +194,7 @@ def sync(
             for totals in result.versions.values():
                 totals.cursor = done
     elif result.caught_up:
-        for version in versions:
-            sink.finish_backfill(version)
+        sink.finish_backfill(versions, {k for k, t in result.versions.items() if t.indexed or t.deleted})
     result.rows_read = extractor.rows - rows_before
     result.truncated = tuple(sorted(extractor.truncated - truncated_before))
     result.statements = extractor.statements - statements_before

@@ -201,8 +201,7 @@ def hand_over(
         )
     position = LogCursor.done(plan.snapshot)
     cursors.save({v.key: position for v in versions})  # a merge: never moves a version back
-    for version in versions:
-        sink.finish_backfill(version)
+    sink.finish_backfill(versions)
     if plans is not None:
         plans.drop(lane_of(versions))
     event("shards_handed_over", versions=[v.key for v in versions], snapshot=str(plan.snapshot))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from etl_core.model.built import NONE as NO_BUILT_COLUMNS
@@ -121,7 +121,11 @@ class Sink(Protocol):
 
     def write(self, actions: Sequence[Action]) -> list[Outcome]: ...
 
-    def finish_backfill(self, version: IndexVersion[Any]) -> None: ...
+    def finish_backfill(
+        self, versions: Sequence[IndexVersion[Any]], changed: Collection[str] | None = None
+    ) -> None:
+        """Serving settings back on; what ``changed`` (keys; None: all) wrote made searchable."""
+        ...
 
 
 class SearchIndex(Sink, Protocol):
@@ -139,7 +143,9 @@ class Aliases(Protocol):
 
     def point_alias(self, alias: str, index: str) -> list[str]: ...
 
-    def finish_backfill(self, version: IndexVersion[Any]) -> None: ...
+    def finish_backfill(
+        self, versions: Sequence[IndexVersion[Any]], changed: Collection[str] | None = None
+    ) -> None: ...
 
     def delete_index(self, index: str) -> bool: ...
 

@@ -34,12 +34,23 @@ class Page(Generic[R]):
     ``last`` is where the page ends in the change order, which a log page knows even when its
     entries resolve to no document. ``first_visit``: no key of this page can have been written
     earlier in the same run (true of a keyset walk below a fixed bound; a log page may revisit a
-    key the run's backfill wrote)."""
+    key the run's backfill wrote). ``batch``: a log page's batch (its snapshot); the pages of
+    one batch hold distinct root keys, in key order."""
 
     number: int
     changes: Sequence[Change[R]]
     last: Position
     first_visit: bool = True
+    batch: object | None = None
+
+    def overlap_group(self) -> object | None:
+        """Pages of one group hold keys no other page of the group holds, so their writes may be
+        on their way together: the pages of a walk by key (first visits), the pages of one log
+        batch. None: this page must wait for every write before it."""
+        return _FIRST_VISITS if self.first_visit else self.batch
+
+
+_FIRST_VISITS = object()
 
 
 class Action(NamedTuple):

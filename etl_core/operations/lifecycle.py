@@ -136,7 +136,7 @@ def cut_over(records: MigrationRecords, version: IndexVersion[Any], alias: str, 
             f"version {version.key!r} failed validation at {at.isoformat()}: {failed}. "
             "Fix it (reconcile, replay dead letters, let it catch up) and validate again"
         )
-    sink.finish_backfill(version)
+    sink.finish_backfill([version])
     previous = sink.point_alias(alias, version.index)
     event("cut_over", version=version.key, alias=alias, index=version.index, previous=previous)
     return previous

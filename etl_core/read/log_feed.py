@@ -344,4 +344,4 @@ def normalise_capture(source: Source[R], pages: Iterator[RawPage]) -> Iterator[P
                     record = make(*values)
                     extra = tuple(row[2 + width : -1])  # SQL-built columns, before the truncations
                     changes.append(Change(root, at, version, is_deleted(record), record, extra))
-        yield Page(number, changes, raw.last, first_visit=raw.kind != "log")
+        yield Page(number, changes, raw.last, first_visit=raw.kind != "log", batch=raw.batch)

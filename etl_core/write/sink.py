@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -259,27 +259,43 @@ class OpenSearchSink:
         event("index_created", version=version.key, index=version.index)
         return True
 
-    def finish_backfill(self, version: IndexVersion[Any]) -> None:
-        """Restore serving settings (refresh, replicas) if the backfill ones are still on, and
-        refresh so that what was just loaded is searchable."""
+    def finish_backfill(
+        self, versions: Sequence[IndexVersion[Any]], changed: Collection[str] | None = None
+    ) -> None:
+        """Restore serving settings (refresh interval, replicas) where the backfill ones are
+        still on, then refresh, in one request, the indices that may hold what is not
+        searchable yet, so that what a sync wrote is searchable when it returns.
+
+        ``changed``: the keys of the versions this sync wrote to (None: every one). An index
+        whose serving settings this sink has already seen and that the sync did not write to has
+        nothing new to show and is not refreshed. One request for a lane's indices, not one
+        each: OpenSearch refreshes their shards side by side, and an incremental sync of three
+        versions spent a quarter of its time in three refreshes one after the other."""
+        if not versions:
+            return
 
         def restore() -> None:
-            if version.index in self._serving:
-                self.client.indices.refresh(index=version.index)
-                return
-            wanted = version.serving_settings
-            current = self.client.indices.get_settings(index=version.index)
-            index = current[version.index]["settings"]["index"]
-            if (
-                index.get("refresh_interval") != wanted["refresh_interval"]
-                or int(index.get("number_of_replicas", 1)) != wanted["number_of_replicas"]
-            ):
-                self.client.indices.put_settings(index=version.index, body={"index": wanted})
-                event("backfill_finished", version=version.key, index=version.index, **wanted)
-            self.client.indices.refresh(index=version.index)
-            self._serving.add(version.index)
+            stale: list[str] = []
+            for version in versions:
+                if version.index in self._serving:
+                    if changed is None or version.key in changed:
+                        stale.append(version.index)
+                    continue
+                wanted = version.serving_settings
+                current = self.client.indices.get_settings(index=version.index)
+                index = current[version.index]["settings"]["index"]
+                if (
+                    index.get("refresh_interval") != wanted["refresh_interval"]
+                    or int(index.get("number_of_replicas", 1)) != wanted["number_of_replicas"]
+                ):
+                    self.client.indices.put_settings(index=version.index, body={"index": wanted})
+                    event("backfill_finished", version=version.key, index=version.index, **wanted)
+                stale.append(version.index)
+                self._serving.add(version.index)
+            if stale:
+                self.client.indices.refresh(index=",".join(stale))
 
-        self._call(f"settings of {version.index}", restore)
+        self._call(f"settings of {', '.join(v.index for v in versions)}", restore)
 
     def fetch(self, index: str, ids: Sequence[str]) -> dict[str, tuple[int, Any]]:
         """``{id: (version, _source)}`` of the ids that exist (one ``_mget``)."""

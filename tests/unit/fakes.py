@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -96,8 +96,10 @@ class MemorySink:
         self.probes += 1
         return {i for i in ids if i in self.docs.get(index, {})}
 
-    def finish_backfill(self, version: IndexVersion[Any]) -> None:
-        self.finished.append(version.key)
+    def finish_backfill(
+        self, versions: Sequence[IndexVersion[Any]], changed: Collection[str] | None = None
+    ) -> None:
+        self.finished.extend(v.key for v in versions)
 
     def write(self, actions: Sequence[Action]) -> list[Outcome]:
         with self._lock:  # writes may run in several threads (in_flight): one at a time here

@@ -113,6 +113,39 @@ def test_a_page_that_may_revisit_keys_waits_for_the_writes_before_it() -> None:
     assert sink.during_probe == [0, 0, 0]
 
 
+def _log_pages(batches: Sequence[str]) -> list[RoutedPage[Item]]:
+    """Pages of distinct keys marked as log pages of the given batches, one page each."""
+    pages = list(normalise(SOURCE, iter([ROWS[i : i + 2] for i in range(0, len(ROWS), 2)])))
+    return [
+        route_page(
+            dataclasses.replace(p, first_visit=False, batch=b), [version("v1")], {}, SOURCE.record_to_json
+        )
+        for p, b in zip(pages, batches, strict=True)
+    ]
+
+
+def test_the_pages_of_one_log_batch_are_in_flight_together() -> None:
+    """A batch's pages hold distinct root keys: the second is sent before the first is answered,
+    and they are still acknowledged in order."""
+    sink = SlowFirstSink()
+    done = list(load(sink, SOURCE.record_to_json, prune=True, in_flight=2)(iter(_log_pages(["b1"] * 3))))
+    assert sink.overlapped and sink.answered[:2] == [2, 1]
+    assert [r.page.number for r in done] == [1, 2, 3]
+
+
+def test_the_first_page_of_another_batch_waits_for_the_writes_before_it() -> None:
+    """The next batch may hold a key the last one wrote: its probe must see that write."""
+    sink = ProbeWatchingSink()
+    done = list(
+        load(sink, SOURCE.record_to_json, prune=True, in_flight=2)(iter(_log_pages(["b1", "b2", "b3"])))
+    )
+    assert len(done) == 3
+    assert sink.during_probe == [0, 0, 0]
+    slow = SlowFirstSink(wait_s=0.2)
+    list(load(slow, SOURCE.record_to_json, prune=True, in_flight=2)(iter(_log_pages(["b1", "b2", "b2"]))))
+    assert not slow.overlapped and slow.answered[0] == 1
+
+
 class SlowSecondSink(MemorySink):
     """The second page's write takes a while; ``second_began`` is set when it starts."""
 
