@@ -74,7 +74,8 @@ def import_cursors(
 class DagsterCursorStore:
     """:class:`etl_core.model.protocols.CursorStore` on the state table, shown in the Dagster UI.
 
-    ``save`` is called after every acknowledged page and goes to the state table at once; the
+    ``save`` is called for acknowledged pages, in order (from the pipeline's checkpoint thread,
+    :class:`etl_core.flow.progress.Checkpoints`), and goes to the state table at once; the
     newest cursors are shown as checkpoint observations at most every ``every_s`` seconds (and
     on ``flush``), so a long backfill leaves a trail in the UI without flooding the event log.
     """

@@ -314,3 +314,34 @@ def test_backfill_settings_are_restored_when_the_version_has_caught_up(h: Harnes
     assert settings["refresh_interval"] == "1s"
     assert h.sink.ensure_index(v1) is False  # idempotent
     assert_parity(h, v1)
+
+
+def test_what_a_sync_wrote_is_searchable_when_it_returns_through_one_refresh_of_the_indices_it_wrote(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searchable on return without waiting for the periodic refresh (switched off here), and one
+    ``_refresh`` request for every index the sync wrote to, none for a sync that wrote nothing."""
+    generate(h.source_engine, rows=50, seed=4)
+    v1, v2 = h.version(V1), h.version(V2)
+    h.sync([v1, v2])
+    for v in (v1, v2):  # only an explicit refresh makes a write searchable from now on
+        h.client.indices.put_settings(index=v.index, body={"index": {"refresh_interval": "-1"}})
+    refreshed: list[str] = []
+    refresh = h.client.indices.refresh
+
+    def counted(*args: object, **kwargs: object) -> object:
+        refreshed.append(str(kwargs.get("index")))
+        return refresh(*args, **kwargs)
+
+    monkeypatch.setattr(h.client.indices, "refresh", counted)
+    with h.source_engine.connect() as conn:
+        key = conn.execute(text("SELECT min(id) FROM products WHERE deleted_at IS NULL")).scalar_one()
+    execute(h, "UPDATE products SET name = 'Searchable at once' WHERE id = :key", key=key)
+    result = h.sync([v1, v2])
+    assert result.versions["v1"].indexed == 1 and result.versions["v2"].indexed == 1
+    assert refreshed == [f"{v1.index},{v2.index}"]
+    for v in (v1, v2):
+        hits = h.client.search(index=v.index, body={"query": {"query_string": {"query": "searchable"}}})
+        assert [hit["_id"] for hit in hits["hits"]["hits"]] == [str(key)]
+    h.sync([v1, v2])  # nothing changed: nothing to refresh
+    assert refreshed == [f"{v1.index},{v2.index}"]

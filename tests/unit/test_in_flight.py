@@ -56,8 +56,11 @@ def test_the_next_page_is_sent_before_the_last_is_acknowledged_and_cursors_keep_
         in_flight=2,
     )
     assert sink.overlapped and sink.answered[:2] == [2, 1]  # page 2 was answered before page 1
-    # ...yet page 1's cursor was saved first: every checkpoint follows its own page's answer
-    assert [s["v1"] for s in store.saves] == [Cursor(at(2), 2), Cursor(at(4), 4), Cursor(at(6), 6)]
+    # ...yet no checkpoint passed page 1 before it was answered: saves follow the pages' order
+    # (one save may cover several pages acknowledged while the one before it was on its way)
+    saved = [s["v1"] for s in store.saves]
+    ends = [Cursor(at(2), 2), Cursor(at(4), 4), Cursor(at(6), 6)]
+    assert saved == sorted(saved) and set(saved) <= set(ends) and saved[-1] == ends[-1]
     assert result.versions["v1"].indexed == 3 and result.versions["v1"].not_found == 3
 
 
@@ -195,5 +198,11 @@ def test_a_failure_after_the_writes_leaves_no_write_running_once_the_sync_has_ra
     except StateUnavailable as error:
         caught = error  # a caller keeps the error to report it (Dagster does), and its traceback
     assert caught is not None
-    assert sink.answered == [1, 2]  # page 2's write had begun; it ended before the error left
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(("etl-bulk", "etl-prefetch"))]
+    # page 2's write had begun when the save failed (page 3's may have: saves run beside the
+    # writes); every write that began ended before the error left, and no thread of the run is left
+    assert {1, 2} <= set(sink.answered) <= {1, 2, 3}
+    assert not [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith(("etl-bulk", "etl-prefetch", "etl-checkpoints"))
+    ]
