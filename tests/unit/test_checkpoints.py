@@ -40,18 +40,6 @@ def test_pages_acknowledged_during_a_save_are_saved_once_as_the_newest() -> None
     assert saved[-1] == Cursor(at(4), 4) and saved == sorted(saved) and len(saved) <= 2
 
 
-def test_a_sync_returns_with_every_page_saved() -> None:
-    store = MemoryCursorStore()
-    sync(
-        [version("v1")],
-        extractor=ListExtractor(SOURCE, ROWS, page_size=2),
-        sink=MemorySink(),
-        dead_letters=MemoryDeadLetters(),
-        cursors=store,
-    )
-    assert store.load(["v1"]) == {"v1": Cursor(at(8), 8)}
-
-
 class FailingStore(MemoryCursorStore):
     def save(self, cursors: Mapping[str, Position]) -> None:
         raise StateUnavailable("the state database is gone")
