@@ -72,9 +72,16 @@ class ColumnFeed(Generic[R]):
         reader = self.reader
         reader.drained = False
         changed = self.source.changed_column
+        # two statements for the whole walk, the page's start a parameter (as the log feed's walk)
+        first = self.source.page_statement(None, below, reader.page_size, built)
+        following = self.source.page_statement(None, below, reader.page_size, built, bound_after=True)
         while True:
-            stmt = self.source.page_statement(after, below, reader.page_size, built)
-            rows = reader.run("page", stmt)
+            if after is None:
+                rows = reader.run("page", first)
+            else:
+                rows = reader.run(
+                    "page", following, {"after_changed": after.changed_at, "after_key": after.key}
+                )
             reader.rows += len(rows)
             if len(rows) < reader.page_size:
                 reader.drained = True  # known before the last page is handed on
