@@ -58,9 +58,9 @@ def load(
     (:meth:`Page.overlap_group`: the pages of a walk by key, the pages of one log batch): the
     first page of another group waits for every write before it, because it may write a key
     one of them holds and its probe for existing documents must see that write. A page's probe
-    may run while earlier pages of its group are in flight: they hold other keys. (Overlapping
-    a batch's pages took the ``_bulk`` time of an incremental sync of three versions to about
-    half, benchmarks/README.md.)
+    may run while earlier pages of its group are in flight: they hold other keys. (Before log
+    pages were grouped by batch, an incremental sync wrote one page at a time: benchmarks/README.md,
+    issue 22's second session.)
     """
 
     def send(routed: RoutedPage[R]) -> list[Outcome]:
