@@ -154,28 +154,20 @@ class Source(Generic[R]):
         return self.selectable.subquery(f"{self.name}_src")
 
     def page_statement(
-        self,
-        after: Cursor | None,
-        below: datetime,
-        limit: int,
-        built: BuiltColumns = NO_BUILT_COLUMNS,
-        *,
-        bound_after: bool = False,
+        self, below: datetime, limit: int, built: BuiltColumns = NO_BUILT_COLUMNS, *, resumed: bool = False
     ) -> Select[Any]:
         """The one statement per page: keyset on ``(changed, key)``, bounded by the watermark;
-        the record's fields, then the lane's SQL-built columns. ``bound_after``: the page's
-        start as the parameters ``after_changed`` and ``after_key`` (instead of ``after``), for a
-        statement built once and run for every page."""
+        the record's fields, then the lane's SQL-built columns. ``resumed``: the page starts after
+        the parameters ``after_changed`` and ``after_key``, so one statement, built once, serves
+        every page of a walk after its first."""
         src = self._subquery()
         changed, key = src.c[self.changed_column], src.c[self.key]
         where: list[ColumnElement[bool]] = [changed < below]
-        if bound_after:
+        if resumed:
             start = tuple_(
                 bindparam("after_changed", type_=changed.type), bindparam("after_key", type_=key.type)
             )
             where.append(tuple_(changed, key) > start)
-        elif after is not None:
-            where.append(tuple_(changed, key) > tuple_(after.changed_at, after.key))
         columns = [*built.record(src.c, self._fields), *built.select(src.c)]
         return select(*columns).where(*where).order_by(changed, key).limit(limit)
 

@@ -73,8 +73,8 @@ class ColumnFeed(Generic[R]):
         reader.drained = False
         changed = self.source.changed_column
         # two statements for the whole walk, the page's start a parameter (as the log feed's walk)
-        first = self.source.page_statement(None, below, reader.page_size, built)
-        following = self.source.page_statement(None, below, reader.page_size, built, bound_after=True)
+        first = self.source.page_statement(below, reader.page_size, built)
+        following = self.source.page_statement(below, reader.page_size, built, resumed=True)
         while True:
             if after is None:
                 rows = reader.run("page", first)
