@@ -269,8 +269,8 @@ class OpenSearchSink:
         ``changed``: the keys of the versions this sync wrote to (None: every one). An index
         whose serving settings this sink has already seen and that the sync did not write to has
         nothing new to show and is not refreshed. One request for a lane's indices, not one
-        each: OpenSearch refreshes their shards side by side, and an incremental sync of three
-        versions spent a quarter of its time in three refreshes one after the other."""
+        each after the other: an incremental sync of three versions spent a quarter or more of
+        its time in its refreshes (benchmarks/README.md, issue 22's second session)."""
         if not versions:
             return
 
@@ -291,9 +291,10 @@ class OpenSearchSink:
                     self.client.indices.put_settings(index=version.index, body={"index": wanted})
                     event("backfill_finished", version=version.key, index=version.index, **wanted)
                 stale.append(version.index)
-                self._serving.add(version.index)
             if stale:
                 self.client.indices.refresh(index=",".join(stale))
+            # only now: a retry after a failed refresh must refresh these again
+            self._serving.update(v.index for v in versions)
 
         self._call(f"settings of {', '.join(v.index for v in versions)}", restore)
 
