@@ -6,7 +6,8 @@ python -m benchmarks.rss --rows N --index NAME --fan-out   (after the above, in 
 ``--fan-out``: the incremental sync after a parent change that reaches many documents (the
 category with the most products is renamed to itself: one log entry), on the version the full
 sync built. Its peak RSS against the full sync's shows that pages are bounded in documents, not in
-log entries.
+log entries. Both report their rows and seconds too: a document reached through a parent should
+cost about what a backfilled one does (``fan_out_per_doc_vs_full`` in ``benchmarks.run``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import dataclasses
 import resource
 import sys
+import time
 
 import orjson
 
@@ -46,9 +48,12 @@ def main() -> None:
         with conns.state.engine.begin() as conn:  # always a full backfill
             for table in (conns.state.cursors, conns.state.log_cursors):
                 conn.execute(table.delete().where(table.c.version == version.key))
+    began = time.perf_counter()
     result = Operations(conns, source).sync([version])
+    seconds = time.perf_counter() - began
     conns.close()
-    sys.stdout.write(orjson.dumps({"rows": result.rows_read, "peak_rss_mb": peak_rss_kb() / 1024}).decode())
+    found = {"rows": result.rows_read, "seconds": seconds, "peak_rss_mb": peak_rss_kb() / 1024}
+    sys.stdout.write(orjson.dumps(found).decode())
 
 
 def peak_rss_kb() -> int:

@@ -266,9 +266,9 @@ def peak_rss(rows: int, fan_out_too: bool = False) -> dict[str, float]:
             env={**os.environ},
         )
         last = orjson.loads(out.stdout.strip().splitlines()[-1])
-        found["fan_out" if extra else "full"] = float(last["peak_rss_mb"])
-        if extra:
-            found["fan_out_rows"] = float(last["rows"])
+        kind = "fan_out" if extra else "full"
+        found[kind] = float(last["peak_rss_mb"])
+        found[f"{kind}_rows"], found[f"{kind}_s"] = float(last["rows"]), float(last["seconds"])
     return found
 
 
@@ -425,6 +425,7 @@ def measure(args: argparse.Namespace) -> int:
     large = peak_rss(args.rows, fan_out_too=True)
     r["peak_rss_mb_large"], r["peak_rss_mb_fan_out"] = large["full"], large["fan_out"]
     r["fan_out_rows"] = int(large["fan_out_rows"])
+    r["rss_full_s"], r["fan_out_s"] = large["full_s"], large["fan_out_s"]
     conns.client.indices.delete(index=f"{PREFIX}*", ignore_unavailable=True)
     conns.close()
 
@@ -442,6 +443,8 @@ def measure(args: argparse.Namespace) -> int:
         "rss_fan_out_vs_full": r["peak_rss_mb_fan_out"] / r["peak_rss_mb_large"],
         "incremental_vs_full_3v": r["incremental_s"] / r["shared_3v_s"],
         "incremental_first_vs_full_3v": r["incremental_first_s"] / r["shared_3v_s"],
+        # seconds per document of the category rename's sync against the same process's full sync
+        "fan_out_per_doc_vs_full": (r["fan_out_s"] / r["fan_out_rows"]) / (r["rss_full_s"] / args.rows),
     }
     r.update(ratios)
     targets = {

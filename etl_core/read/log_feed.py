@@ -20,8 +20,10 @@ from sqlalchemy.exc import DBAPIError
 from etl_core.capture.statements import (
     SNAPSHOT,
     backfill_statement,
+    log_keys_statement,
     log_lag_statement,
     log_page_statement,
+    log_rows_statement,
     pending_statement,
     snapshot_statement,
     trim_statement,
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
     from etl_core.read.extract import Extractor
 
 R = TypeVar("R")
+
+PAGES_OF_KEYS = 50
+"""How many pages' worth of root keys one :func:`log_keys_statement` resolves: 50 000 keys,
+about 2 MB in memory, at the default page size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,29 +168,63 @@ class LogFeed(Generic[R]):
     ) -> Iterator[RawPage]:
         """The batch ``since`` → ``batch`` in pages of at most ``page_size`` distinct root keys;
         ``batch`` None: up to the snapshot of the batch's first statement, whatever has committed
-        by then, however long other transactions stay open. ``last``: the feed ends with it."""
+        by then, however long other transactions stay open. ``last``: the feed ends with it.
+
+        The first page is one statement: its root keys and their rows (all a small batch needs).
+        A batch with more keys resolves the rest :data:`PAGES_OF_KEYS` pages' worth at a
+        time (:func:`log_keys_statement`) and reads each page's rows by key."""
         reader, source = self.reader, self.source
         src, fields, key = source.subquery(), source.fields, source.key
+        size = reader.page_size
+        stmt = log_page_statement(src, fields, key, self.tracking, since, batch, after, size, built)
+        rows = reader.run("log page", stmt)
+        read = Snapshot.parse(rows[0][0])
+        if rows[0][-1]:
+            reader.truncated.update(rows[0][-1])
+        batch = batch or read
+        keys = sum(r[1] is not None for r in rows)
+        reader.rows += keys
+        if keys < size:
+            yield self._log_page(rows, since, batch, None, read, last)
+            return
+        after = rows[-1][1]
+        yield self._log_page(rows, since, batch, after, read, False)
+        by_keys = log_rows_statement(src, fields, key, built)
         while True:
-            stmt = log_page_statement(
-                src, fields, key, self.tracking, since, batch, after, reader.page_size, built
-            )
-            rows = reader.run("log page", stmt)
-            read = Snapshot.parse(rows[0][0])
-            if rows[0][-1]:
-                reader.truncated.update(rows[0][-1])
-            batch = batch or read
-            keys = sum(r[1] is not None for r in rows)
-            reader.rows += keys
-            if keys:
-                after = rows[-1][1]
-            end = keys < reader.page_size or after is None
-            if end and last:
-                reader.drained = True  # known before the last page is handed on
-            at = LogCursor.done(batch) if end or after is None else LogCursor.in_batch(since, batch, after)
-            yield RawPage("log", rows, at, read, batch)
-            if end:
+            found = reader.run(
+                "log keys", log_keys_statement(self.tracking, since, batch, after, size * PAGES_OF_KEYS)
+            )[0]
+            if found.etl_truncated:
+                reader.truncated.update(found.etl_truncated)
+            roots: list[Any] = found.etl_keys or []
+            if not roots:  # the batch ended on a full page
+                yield self._log_page((), since, batch, None, Snapshot.parse(found.etl_snapshot), last)
                 return
+            for start in range(0, len(roots), size):
+                chunk = roots[start : start + size]
+                rows = reader.run("log page", by_keys, {"keys": chunk})
+                reader.rows += len(rows)
+                end = len(roots) < size * PAGES_OF_KEYS and start + size >= len(roots)
+                after = chunk[-1]
+                read = Snapshot.parse(rows[0][0])
+                yield self._log_page(rows, since, batch, None if end else after, read, last)
+                if end:
+                    return
+
+    def _log_page(
+        self,
+        rows: Sequence[Any],
+        since: Snapshot,
+        batch: Snapshot,
+        after: Key | None,
+        read: Snapshot,
+        last: bool,
+    ) -> RawPage:
+        """One page of the batch; ``after`` None: its last page (the lane is at the batch's end)."""
+        if after is None and last:
+            self.reader.drained = True  # known before the last page is handed on
+        at = LogCursor.done(batch) if after is None else LogCursor.in_batch(since, batch, after)
+        return RawPage("log", rows, at, read, batch)
 
     def lag(self, cursors: Mapping[str, Position | None]) -> Lag:
         log_cursors = {k: c if isinstance(c, LogCursor) else None for k, c in cursors.items()}

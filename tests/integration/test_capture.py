@@ -9,6 +9,7 @@ none of them runs reconciliation.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from catalogue.source import CATALOGUE, TRACKING
 from catalogue.versions import V1
 from etl_core.flow.pipeline import SyncResult
 from etl_core.model.cursor import LogCursor
+from etl_core.read import log_feed
 from etl_core.read.extract import Extractor
 from etl_core.settings import make_engine
 from tests.integration.harness import FAST_BACKOFF, Harness
@@ -75,8 +77,9 @@ def test_every_kind_of_change_reaches_every_version_with_one_statement_per_page(
     )
     h.statements.clear()
     second = sync(h, versions)
-    # the snapshot, one statement per log page, and an empty probe only after a full last page
-    assert second.rows_read > 0 and len(h.statements) - 1 - second.pages in (0, 1), h.statements
+    # the snapshot, one statement per log page, and one that resolves the root keys after the
+    # batch's first page (test_a_long_batch_resolves_its_root_keys_once_for_many_pages)
+    assert 200 < second.rows_read < 200 * 51 and len(h.statements) == 1 + second.pages + 1, h.statements
     assert_parity(h, *versions)
     gone = h.documents(versions[0])
     assert "23" not in gone and "46" not in gone
@@ -114,6 +117,58 @@ def test_a_parent_rename_rewrites_no_root_row_and_every_version_follows(h: Harne
     assert {d["brand"] for d in h.documents(versions[0]).values()} == {"Renamed Brand"}
     assert_parity(h, *versions)
     assert write("UPDATE products SET stock = stock WHERE id <= 10") == before + 10  # it would see one
+
+
+def test_a_long_batch_resolves_its_root_keys_once_for_many_pages(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A category rename reaching more products than a page: the batch's first page resolves its
+    keys together with their rows; after it the keys are resolved three pages' worth at a time
+    and each page reads only its rows by key, so no page pays for the rest of the batch. A batch
+    that ends on a full statement of keys finds its end with one more, empty."""
+    monkeypatch.setattr(log_feed, "PAGES_OF_KEYS", 3)
+    generate(h.source_engine, rows=3000, seed=76)
+    execute(  # category 4 reaches exactly 200 products: its batch ends on a full statement of keys
+        h,
+        "DELETE FROM product_categories WHERE category_id = 4 AND product_id NOT IN ("
+        "SELECT product_id FROM product_categories WHERE category_id = 4 ORDER BY product_id LIMIT 200)",
+    )
+    versions = h.versions
+    h.page_size = 50
+    sync(h, versions)
+    with h.source_engine.connect() as conn:
+        reached = [
+            int(
+                conn.execute(
+                    text(f"SELECT count(*) FROM product_categories WHERE category_id = {c}")
+                ).scalar_one()
+            )
+            for c in (3, 4)
+        ]
+    for category, fan_out in zip((3, 4), reached, strict=True):
+        execute(h, f"UPDATE categories SET name = 'Renamed {category}' WHERE id = {category}")
+        h.statements.clear()
+        result = sync(h, versions)
+        statements = list(h.statements)
+        assert result.rows_read == fan_out >= 200
+        assert_parity(h, *versions)
+        names = [d["categories"] for d in h.documents(versions[0]).values()]
+        assert sum(f"Renamed {category}" in n for n in names) == fan_out
+        rest = fan_out - 50  # after the first page
+        assert (rest % 150 == 0) == (category == 4)
+        keys_statements = rest // 150 + 1  # the last one short, or empty after a full one
+        pages = 1 + math.ceil(rest / 50) + (rest % 150 == 0)  # with the batch's end
+        assert result.pages == pages, result.pages
+        resolving = [s for s in statements if "roots AS" in s]
+        assert len(resolving) == 1 + keys_statements, [" ".join(s.split()[:6]) for s in statements]
+        empty = rest % 150 == 0  # the page that ends the batch holds no key: no statement of its own
+        assert len(statements) == 1 + pages - empty + keys_statements  # the snapshot, pages, keys
+    execute(
+        h,
+        "DELETE FROM products WHERE id IN (SELECT product_id FROM product_categories WHERE category_id = 3)",
+    )
+    assert sync(h, versions).rows_read == reached[0]
+    assert_parity(h, *versions)  # hard deletes, read by key from a later statement of keys
 
 
 def test_churn_with_hard_deletes_parents_links_and_long_transactions_keeps_exact_parity(h: Harness) -> None:
