@@ -106,11 +106,11 @@ def _roots(tracking: Tracking, entries: CTE, after: Key | None) -> CTE:
     distinct ones): the root table's and link tables' values are root keys; a parent's value
     walks its declared path (one join per hop) to the root keys it affects.
 
-    ``UNION ALL`` and one ``DISTINCT`` on the page, not a ``UNION``: every page resolves what is
-    left of its batch, and a ``UNION`` sized its hash table from the hop joins' estimate (a
-    hundred thousand rows, for a parent's fan-out the batch need not hold at all). With 1 % of
-    a million rows changed (10 000 keys) that took the root keys of a page from 11-12 ms to
-    21-23 ms, and the batch's eleven page statements about 15 % longer."""
+    ``UNION ALL`` and one ``DISTINCT`` on the page, not a ``UNION``: a statement that resolves
+    keys resolves what is left of its batch, and a ``UNION`` sized its hash table from the hop
+    joins' estimate (a hundred thousand rows, for a parent's fan-out the batch need not hold at
+    all). With 1 % of a million rows changed (10 000 keys) that took the root keys of a page
+    from 11-12 ms to 21-23 ms, and the batch's eleven page statements about 15 % longer."""
     root_type = tracking.root.c[tracking.key].type
     direct = [tracking.root.name] + [t.table.name for t in tracking.joined if not t.path]
     first = cast(entries.c.key, root_type)
@@ -154,7 +154,8 @@ def _batch_roots(
     entries = select(log.c.tbl, func.unnest(entry_keys(log)).label("key")).where(*window).cte("entries")
     truncated = select(func.array_agg(log.c.tbl.distinct())).where(*window, log.c.op == "T")
     roots = _roots(tracking, entries, after)
-    page = select(roots.c.root).distinct().order_by(roots.c.root).limit(limit).cte("page")
+    found = select(roots.c.root).where(roots.c.root.is_not(None))  # a parent with no child: no key
+    page = found.distinct().order_by(roots.c.root).limit(limit).cte("page")
     return page, truncated.scalar_subquery()
 
 
@@ -199,9 +200,10 @@ def log_keys_statement(
 
     A batch longer than a page resolves its root keys this way, many pages' worth at a time, and
     reads each page's rows by key (:func:`log_rows_statement`). Resolving them again on every
-    page, as :func:`log_page_statement` does, cost each page the whole rest of the batch: a
+    page, as :func:`log_page_statement` would, cost each page the whole rest of the batch: a
     category rename reaching 105 752 of a million products walked the link table's rows past
-    the page on each of its 106 pages, 24 s of PostgreSQL CPU for the sync (benchmarks/README.md).
+    the page on each of its 106 pages, 24 s of PostgreSQL CPU for the sync (benchmarks/README.md,
+    "Issue 22, third session").
     """
     page, truncated = _batch_roots(tracking, since, batch, after, limit)
     keys = select(func.array_agg(aggregate_order_by(page.c.root, page.c.root))).scalar_subquery()
@@ -209,13 +211,19 @@ def log_keys_statement(
 
 
 def log_rows_statement(
-    src: Subquery, fields: tuple[str, ...], key: str, built: BuiltColumns = NO_BUILT_COLUMNS
+    src: Subquery,
+    fields: tuple[str, ...],
+    key: str,
+    tracking: Tracking,
+    built: BuiltColumns = NO_BUILT_COLUMNS,
 ) -> Select[Any]:
-    """The rows of the root keys in the parameter ``keys`` (a sorted array), in the shape of a
-    :func:`log_page_statement` page (no truncation column value: the keys' statement had it).
-    Built once per batch and run for each of its pages."""
-    keys = bindparam("keys", type_=ARRAY(src.c[key].type))
-    page = select(func.unnest(keys).label("root")).subquery("page")
+    """The rows of the root keys in the parameter ``keys`` (a sorted array, as
+    :func:`log_keys_statement` returns them), in the shape of a :func:`log_page_statement` page
+    (no truncation column value: the keys' statement had it). Built once per batch and run for
+    each of its pages."""
+    root_type = tracking.root.c[tracking.key].type  # the keys' type, as on the batch's first page
+    keys = bindparam("keys", type_=ARRAY(root_type))
+    page = select(func.unnest(keys, type_=root_type).label("root")).subquery("page")
     return (
         select(
             select(SNAPSHOT).scalar_subquery().label("etl_snapshot"),

@@ -189,7 +189,7 @@ class LogFeed(Generic[R]):
             return
         after = rows[-1][1]
         yield self._log_page(rows, since, batch, after, read, False)
-        by_keys = log_rows_statement(src, fields, key, built)
+        by_keys = log_rows_statement(src, fields, key, self.tracking, built)
         while True:
             found = reader.run(
                 "log keys", log_keys_statement(self.tracking, since, batch, after, size * PAGES_OF_KEYS)

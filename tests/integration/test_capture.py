@@ -48,7 +48,7 @@ def log_entries(h: Harness) -> int:
         return int(conn.execute(text("SELECT count(*) FROM etl_state.catalogue_changes")).scalar_one())
 
 
-def test_every_kind_of_change_reaches_every_version_with_one_statement_per_page(h: Harness) -> None:
+def test_every_kind_of_change_reaches_every_version_with_a_statement_per_page(h: Harness) -> None:
     generate(h.source_engine, rows=1000, seed=71)
     versions = h.versions
     h.statements.clear()
@@ -163,6 +163,16 @@ def test_a_long_batch_resolves_its_root_keys_once_for_many_pages(
         assert len(resolving) == 1 + keys_statements, [" ".join(s.split()[:6]) for s in statements]
         empty = rest % 150 == 0  # the page that ends the batch holds no key: no statement of its own
         assert len(statements) == 1 + pages - empty + keys_statements  # the snapshot, pages, keys
+    # cut after the last page of keys, before the empty page that ends category 4's batch: the
+    # lane stands in the batch, not caught up, and the next sync only finds the batch's end
+    execute(h, "UPDATE categories SET name = 'Renamed again' WHERE id = 4")
+    cut = sync(h, versions, max_pages=1 + 150 // 50)
+    assert not cut.caught_up and cut.rows_read == reached[1]
+    assert all(isinstance(t.cursor, LogCursor) and t.cursor.batch is not None for t in cut.versions.values())
+    end = sync(h, versions)  # one page ends the batch, one finds the next batch empty
+    assert end.caught_up and end.rows_read == 0 and end.pages == 2
+    assert all(isinstance(t.cursor, LogCursor) and t.cursor.batch is None for t in end.versions.values())
+    assert_parity(h, *versions)
     execute(
         h,
         "DELETE FROM products WHERE id IN (SELECT product_id FROM product_categories WHERE category_id = 3)",
